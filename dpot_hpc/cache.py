@@ -1,0 +1,76 @@
+"""The gradient cache ("best-fit DF"): phase-space points drawn from the flows, with every flow's
+ln f and gradient there and their per-component median.
+
+Layout of cache/<name>.h5 (units in each dataset's ``unit`` attribute):
+  /x (N,3) [kpc]  /v (N,3) [km/s]       heliocentric Galactic Cartesian points, v relative to Sun
+  /log_f (N,)     median over flows of ln f [ln(stars kpc^-3 (km/s)^-3)]
+  /grad_x (N,3) [1/kpc]  /grad_v (N,3) [s/km]   per-component median of the flows' gradients of ln f
+  /flows/log_f (K,N)  /flows/grad (K,N,6)        every flow's own values (same units)
+  attrs: flows (JSON list of DF member ids), seed, r_max_kpc
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import torch
+
+from .checkpoints import atomic_h5
+from .flows import Flow, log_prob_and_gradients
+
+
+def draw_points(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, batch: int) -> torch.Tensor:
+    """n_points phase-space points (N, 6) drawn equally from every flow, inside |x| < r_max_kpc."""
+    gen = torch.Generator().manual_seed(seed)
+    per = [n_points // len(flows) + (1 if i < n_points % len(flows) else 0) for i in range(len(flows))]
+    out = []
+    for flow, n in zip(flows, per):
+        got, have = [], 0
+        while have < n:
+            w = flow.sample(min(batch, 2 * (n - have) + 100), gen)
+            w = w[torch.linalg.vector_norm(w[:, :3], dim=-1) < r_max_kpc]
+            got.append(w)
+            have += w.shape[0]
+        out.append(torch.cat(got)[:n])
+    return torch.cat(out)
+
+
+def evaluate_flows(flows: list[Flow], w: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ln f (K, N), grad ln f (K, N, 6)) of every flow at points w (N, 6)."""
+    lps, grads = [], []
+    for flow in flows:
+        lp, g = zip(*(log_prob_and_gradients(flow, w[i : i + batch]) for i in range(0, w.shape[0], batch)))
+        lps.append(torch.cat(lp))
+        grads.append(torch.cat(g))
+    return torch.stack(lps), torch.stack(grads)
+
+
+def build_cache(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, batch: int) -> dict[str, torch.Tensor]:
+    """Points, per-flow values and their medians (see module docstring)."""
+    w = draw_points(flows, n_points, r_max_kpc, seed, batch)
+    log_f, grad = evaluate_flows(flows, w, batch)
+    med_g = grad.median(0).values if len(flows) > 1 else grad[0]
+    med_f = log_f.median(0).values if len(flows) > 1 else log_f[0]
+    return {"x": w[:, :3], "v": w[:, 3:], "log_f": med_f, "grad_x": med_g[:, :3], "grad_v": med_g[:, 3:],
+            "flows_log_f": log_f, "flows_grad": grad}
+
+
+def write_cache(path: str | Path, cache: dict[str, torch.Tensor], flow_ids: list[str], seed: int, r_max_kpc: float) -> None:
+    units = {"x": "kpc", "v": "km/s", "log_f": "ln(kpc^-3 (km/s)^-3)", "grad_x": "1/kpc", "grad_v": "s/km"}
+    with atomic_h5(path) as f:
+        for k, unit in units.items():
+            f.create_dataset(k, data=cache[k].numpy()).attrs["unit"] = unit
+        g = f.create_group("flows")
+        g.create_dataset("log_f", data=cache["flows_log_f"].numpy()).attrs["unit"] = units["log_f"]
+        g.create_dataset("grad", data=cache["flows_grad"].numpy()).attrs["unit"] = "1/kpc (x), s/km (v)"
+        f.attrs["flows"] = json.dumps(flow_ids)
+        f.attrs["seed"] = seed
+        f.attrs["r_max_kpc"] = r_max_kpc
+
+
+def read_cache(path: str | Path) -> dict[str, torch.Tensor]:
+    """The median cache {x, v, log_f, grad_x, grad_v} as float64 tensors."""
+    with h5py.File(path, "r") as f:
+        return {k: torch.from_numpy(f[k][()]) for k in ("x", "v", "log_f", "grad_x", "grad_v")}

@@ -1,0 +1,81 @@
+"""The collisionless Boltzmann equation (CBE) in a frame rotating at the pattern speed.
+
+Pure functions over tensors. With the angular-velocity vector omega (km/s/kpc) and the DF's
+log-gradients, a DF stationary in the rotating frame has zero residual
+
+    r = -(omega x x).grad_x ln f - (omega x v).grad_v ln f + v.grad_x ln f + a.grad_v ln f
+
+where x, v are inertial (Galactocentric-origin) positions and velocities and a = -grad Phi.
+Units: x kpc, v km/s, a (km/s)^2/kpc, grad_x ln f 1/kpc, grad_v ln f s/km; r in km/s/kpc
+(i.e. per kpc/(km/s) of time). Reported pattern speeds Omega_p > 0 mean rotation in the sense of
+Galactic rotation, i.e. omega = -Omega_p z_gc (astropy's Galactocentric frame, see METHOD.md).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .frames import SunFrame, _as, galactic_centre_helio, helio_to_galcen, omega_axis_helio
+
+
+def residual(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    grad_x: torch.Tensor,
+    grad_v: torch.Tensor,
+    accel: torch.Tensor,
+    omega: torch.Tensor,
+) -> torch.Tensor:
+    """CBE residual d ln f/dt along orbits (km/s/kpc), all vectors in one set of axes.
+
+    x: positions relative to a point on the rotation axis (kpc), shape (N, 3).
+    v: inertial velocities (km/s), (N, 3). grad_x, grad_v: gradients of ln f, (N, 3).
+    accel: -grad Phi at x ((km/s)^2/kpc), (N, 3). omega: angular velocity vector (km/s/kpc), (3,).
+    """
+    om = omega.expand_as(x)
+    dfdt_pattern = -(torch.linalg.cross(om, x) * grad_x).sum(-1) - (torch.linalg.cross(om, v) * grad_v).sum(-1)
+    return dfdt_pattern + (v * grad_x).sum(-1) + (accel * grad_v).sum(-1)
+
+
+def omega_vector_galcen(omega_p: torch.Tensor) -> torch.Tensor:
+    """Angular velocity vector in Galactocentric axes for a pattern speed Omega_p (km/s/kpc)."""
+    zero = torch.zeros_like(omega_p)
+    return torch.stack([zero, zero, -omega_p])
+
+
+def residual_heliocentric(
+    x_h: torch.Tensor,
+    v_h: torch.Tensor,
+    grad_x: torch.Tensor,
+    grad_v: torch.Tensor,
+    accel_h: torch.Tensor,
+    omega_p: torch.Tensor,
+    sun: SunFrame,
+) -> torch.Tensor:
+    """CBE residual with everything in heliocentric Galactic axes (the DF and potential frame).
+
+    x_h in kpc from the Sun, v_h in km/s relative to the Sun, gradients of ln f with respect to
+    those, accel_h = -grad Phi in heliocentric axes; omega_p the pattern speed in km/s/kpc.
+    Only the rotation term depends on the Sun's Galactocentric position and velocity.
+    """
+    rot, _, v_sun = sun.affine()
+    x_rel = x_h - _as(galactic_centre_helio(sun), x_h)
+    v_in = v_h + _as(rot.T @ v_sun, v_h)
+    omega = -omega_p * _as(omega_axis_helio(sun), x_h)
+    return residual(x_rel, v_in, grad_x, grad_v, accel_h, omega)
+
+
+def residual_galactocentric(
+    x_h: torch.Tensor,
+    v_h: torch.Tensor,
+    grad_x: torch.Tensor,
+    grad_v: torch.Tensor,
+    accel_h: torch.Tensor,
+    omega_p: torch.Tensor,
+    sun: SunFrame,
+) -> torch.Tensor:
+    """The same residual, computed after transforming every vector to Galactocentric axes."""
+    rot, _, _ = sun.affine()
+    R = _as(rot, x_h)
+    x_gc, v_gc = helio_to_galcen(x_h, v_h, sun)
+    return residual(x_gc, v_gc, grad_x @ R.T, grad_v @ R.T, accel_h @ R.T, omega_vector_galcen(omega_p))

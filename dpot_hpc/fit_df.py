@@ -1,0 +1,132 @@
+"""Training of one DF flow: shuffled validation split, early stopping, cosine learning rate,
+and checkpoints that make a killed run resume to the same final weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import torch
+
+from .checkpoints import atomic_h5, load_tree, save_tree
+from .config import DFSection
+from .flows import Flow
+from .progress import MemberLog
+
+
+@dataclass
+class DFTrainState:
+    epoch: int = 0
+    step: int = 0
+    best_val: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list = field(default_factory=list)  # [epoch, train_loss, val_loss, lr]
+    done: bool = False
+
+
+def build_flow(df: DFSection, seed: int, r_max_kpc: float) -> Flow:
+    """A fresh flow whose initial weights depend only on the seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Flow(df.transforms, list(df.hidden), order_seed=seed, r_max_kpc=r_max_kpc)
+
+
+def _lr_at(df: DFSection, step: int, total: int) -> float:
+    return df.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def train_flow(
+    stars: torch.Tensor,
+    df: DFSection,
+    seed: int,
+    r_max_kpc: float,
+    checkpoint: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+    log: MemberLog | None = None,
+    device: str = "cpu",
+) -> tuple[Flow, DFTrainState]:
+    """Fit a flow to stars (N, 6) float64 physical coordinates (kpc, km/s).
+
+    checkpoint(payload) is called every ``df.checkpoint_every_epochs`` epochs with everything
+    needed to continue; pass that payload back as ``resume`` to continue bit-for-bit.
+    """
+    n = stars.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen)
+    n_val = max(1, int(round(df.validation_fraction * n)))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    flow = build_flow(df, seed, r_max_kpc)
+    train_u = flow.to_unbounded(stars[train_idx])[0]
+    flow.set_standardisation(train_u.mean(0), train_u.std(0), n)
+    flow.to(device)
+    z_train = flow.standardise(stars[train_idx].to(device))
+    z_val = flow.standardise(stars[val_idx].to(device))
+    opt = torch.optim.AdamW(flow.parameters(), lr=df.learning_rate, weight_decay=df.weight_decay)
+    steps_per_epoch = max(1, math.ceil(z_train.shape[0] / df.batch_size))
+    total = steps_per_epoch * df.max_epochs
+    state = DFTrainState()
+    best = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+    shuffle = torch.Generator().manual_seed(seed + 1)
+    if resume is not None:
+        flow.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        best = resume["best_model"]
+        shuffle.set_state(resume["shuffle_rng"])
+        state = DFTrainState(**resume["state"])
+        if log:
+            log(f"resumed at epoch {state.epoch} (step {state.step})")
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            tot = 0.0
+            for i in range(0, z_val.shape[0], 8192):
+                tot += -flow.log_prob_standard(z_val[i : i + 8192]).double().sum().item()
+            return tot / z_val.shape[0]
+
+    while not state.done:
+        order = torch.randperm(z_train.shape[0], generator=shuffle).to(device)
+        run_loss = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * df.batch_size : (b + 1) * df.batch_size]
+            lr = _lr_at(df, state.step, total)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = -flow.log_prob_standard(z_train[idx]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), df.clip_grad_norm)
+            opt.step()
+            state.step += 1
+            run_loss += loss.item()
+        state.epoch += 1
+        vl = val_loss()
+        state.history.append([state.epoch, run_loss / steps_per_epoch, vl, lr])
+        if vl < state.best_val:
+            state.best_val, state.best_epoch, state.bad_epochs = vl, state.epoch, 0
+            best = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        if log:
+            log(f"epoch {state.epoch}/{df.max_epochs} train {run_loss / steps_per_epoch:.4f} val {vl:.4f} lr {lr:.2e}")
+        if state.bad_epochs >= df.patience or state.epoch >= df.max_epochs:
+            state.done = True
+            if log:
+                why = "early stop" if state.bad_epochs >= df.patience else "max epochs"
+                log(f"{why}: best val {state.best_val:.4f} at epoch {state.best_epoch}")
+        if checkpoint is not None and (state.done or state.epoch % df.checkpoint_every_epochs == 0):
+            checkpoint(
+                {
+                    "model": flow.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "best_model": best,
+                    "shuffle_rng": shuffle.get_state(),
+                    "state": state.__dict__,
+                }
+            )
+    flow.load_state_dict(best)
+    return flow.cpu(), state

@@ -1,0 +1,128 @@
+"""Training of one potential member: Phi(x) and Omega_p from the CBE residual over a gradient cache.
+
+Loss (METHOD.md): L = ln < asinh(alpha |r|)/alpha + lambda asinh(beta max(-Lap Phi, 0))/beta >,
+r the CBE residual in the frame rotating at Omega_p (km/s/kpc), the Laplacian exact. The
+negative-density term is evaluated at the first ``penalty_points`` cache points of every batch.
+Checkpoints carry weights, optimizer and RNG state, so a resumed run ends where an
+uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .cbe import residual_heliocentric
+from .config import PotentialSection
+from .frames import SunFrame
+from .potential import PotentialNet, gradient_and_laplacian
+from .progress import MemberLog
+
+
+@dataclass
+class PotentialTrainState:
+    step: int = 0
+    history: list = field(default_factory=list)  # [step, loss, mean |r|, omega_p]
+    done: bool = False
+
+
+def build_potential(pot: PotentialSection, seed: int, length_scale_kpc: float) -> PotentialNet:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PotentialNet(list(pot.hidden), length_scale_kpc, pot.phi_scale_kms2)
+
+
+def loss_terms(
+    phi: PotentialNet,
+    omega_p: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    sun: SunFrame,
+    pot: PotentialSection,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, |r| per point, Laplacian at the penalty points) for one batch of cache points."""
+    x = batch["x"]
+    n_pen = min(pot.penalty_points, x.shape[0])
+    grad_pen, lap = gradient_and_laplacian(phi, x[:n_pen], create_graph=True)
+    x_rest = x[n_pen:].detach().requires_grad_(True)
+    (grad_rest,) = torch.autograd.grad(phi(x_rest).sum(), x_rest, create_graph=True)
+    accel = -torch.cat([grad_pen, grad_rest])
+    r = residual_heliocentric(x, batch["v"], batch["grad_x"], batch["grad_v"], accel, omega_p.to(x), sun)
+    a = pot.alpha
+    term_r = torch.asinh(a * r.abs()) / a if a > 0 else r.abs()
+    neg = torch.relu(-lap)
+    b = pot.beta
+    term_p = torch.asinh(b * neg) / b if b > 0 else neg
+    loss = torch.log(term_r.mean() + pot.lam * term_p.mean() * n_pen / x.shape[0])
+    return loss, r.detach().abs(), lap.detach()
+
+
+def train_potential(
+    cache: dict[str, torch.Tensor],
+    pot: PotentialSection,
+    sun: SunFrame,
+    seed: int,
+    length_scale_kpc: float,
+    checkpoint: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+    log: MemberLog | None = None,
+    device: str = "cpu",
+) -> tuple[PotentialNet, float, PotentialTrainState]:
+    """Fit Phi and Omega_p to cache = {x, v, grad_x, grad_v} (heliocentric, float32 or 64).
+
+    Returns the network, the pattern speed (km/s/kpc) and the training record.
+    """
+    data = {k: cache[k].to(device=device, dtype=torch.float32) for k in ("x", "v", "grad_x", "grad_v")}
+    n = data["x"].shape[0]
+    phi = build_potential(pot, seed, length_scale_kpc).to(device)
+    fixed = pot.fixed_omega_kms_kpc
+    omega = torch.nn.Parameter(
+        torch.tensor(pot.omega_init_kms_kpc if fixed is None else fixed, dtype=torch.float64, device=device),
+        requires_grad=fixed is None,
+    )
+    groups = [{"params": list(phi.parameters()), "lr": pot.learning_rate, "base_lr": pot.learning_rate}]
+    if fixed is None:
+        groups.append({"params": [omega], "lr": pot.omega_learning_rate, "base_lr": pot.omega_learning_rate})
+    opt = torch.optim.Adam(groups)
+    gen = torch.Generator().manual_seed(seed)
+    state = PotentialTrainState()
+    if resume is not None:
+        phi.load_state_dict(resume["model"])
+        with torch.no_grad():
+            omega.fill_(float(resume["omega_p"]))
+        opt.load_state_dict(resume["optimizer"])
+        gen.set_state(resume["batch_rng"])
+        state = PotentialTrainState(**resume["state"])
+        if log:
+            log(f"resumed at step {state.step}")
+    report = max(1, pot.steps // 20)
+    while state.step < pot.steps:
+        frac = state.step / pot.steps
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * 0.5 * (1.0 + math.cos(math.pi * frac))
+        idx = torch.randint(0, n, (min(pot.batch_size, n),), generator=gen).to(device)
+        batch = {k: v[idx] for k, v in data.items()}
+        loss, r_abs, _ = loss_terms(phi, omega, batch, sun, pot)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state.step += 1
+        if state.step % report == 0 or state.step == pot.steps:
+            state.history.append([state.step, loss.item(), r_abs.mean().item(), omega.item()])
+            if log:
+                log(f"step {state.step}/{pot.steps} loss {loss.item():.4f} <|r|> {r_abs.mean().item():.3f} "
+                    f"Omega_p {omega.item():.3f} km/s/kpc")
+        state.done = state.step >= pot.steps
+        if checkpoint is not None and (state.done or state.step % pot.checkpoint_every_steps == 0):
+            checkpoint(
+                {
+                    "model": phi.state_dict(),
+                    "omega_p": omega.item(),
+                    "optimizer": opt.state_dict(),
+                    "batch_rng": gen.get_state(),
+                    "state": state.__dict__,
+                }
+            )
+    return phi.cpu(), float(omega.item()), state

@@ -1,0 +1,154 @@
+"""Normalizing flows for the distribution function f(x, v).
+
+A masked autoregressive flow (MAF; Papamakarios et al. 2017) of affine transforms whose
+conditioners are MADE networks with SiLU activations and a tanh-bounded log-scale: the density
+is infinitely differentiable (C-infinity), so the gradients of ln f that the potential consumes
+are smooth. Density evaluation is one pass per transform; sampling is sequential (6 passes).
+The flow works on standardised coordinates; ``log_prob`` takes physical heliocentric phase-space
+coordinates (kpc, km/s) and returns ln f in stars per kpc^3 (km/s)^3 when ``n_stars`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+D = 6
+LOG_SCALE_BOUND = 4.0
+
+
+class MADE(nn.Module):
+    """Autoregressive MLP: outputs (shift, log-scale) for each dim given the dims before it in ``order``."""
+
+    def __init__(self, order: torch.Tensor, hidden: list[int]):
+        super().__init__()
+        self.register_buffer("order", order.clone())
+        deg_in = torch.empty(D, dtype=torch.long)
+        deg_in[order] = torch.arange(D)  # position of each input in the autoregressive order
+        degs = [deg_in]
+        for h in hidden:
+            degs.append(torch.arange(h) % (D - 1))
+        layers, masks = [], []
+        widths = [D, *hidden]
+        for i in range(len(hidden)):
+            layers.append(nn.Linear(widths[i], widths[i + 1]))
+            masks.append((degs[i + 1][:, None] >= degs[i][None, :]).float())
+        out = nn.Linear(widths[-1], 2 * D)
+        out_deg = torch.cat([deg_in, deg_in])
+        masks.append((out_deg[:, None] > degs[-1][None, :]).float())
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        self.layers = nn.ModuleList([*layers, out])
+        for i, m in enumerate(masks):
+            self.register_buffer(f"mask{i}", m)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x
+        n = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            h = nn.functional.linear(h, layer.weight * getattr(self, f"mask{i}"), layer.bias)
+            if i < n - 1:
+                h = self.act(h)
+        shift, raw = h[..., :D], h[..., D:]
+        return shift, LOG_SCALE_BOUND * torch.tanh(raw / LOG_SCALE_BOUND)
+
+
+def ball_to_space(x: torch.Tensor, r_max: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map the selection ball |x| < r_max onto R^3 radially, y = x * r_max atanh(r/r_max) / r.
+
+    Returns (y, ln|det dy/dx|). The map is the identity to first order at the centre and sends
+    the sphere's hard edge to infinity, so the flow never has to model a discontinuity.
+    """
+    r = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    s = (r / r_max).clamp(max=1.0 - 1e-7)
+    small = s < 1e-4
+    s_safe = torch.where(small, torch.full_like(s, 1e-4), s)
+    ratio = torch.where(small, 1.0 + s**2 / 3.0, torch.atanh(s_safe) / s_safe)  # atanh(s)/s
+    logdet = -torch.log1p(-(s**2)) + 2.0 * torch.log(ratio)
+    return x * ratio, logdet.squeeze(-1)
+
+
+def space_to_ball(y: torch.Tensor, r_max: float) -> torch.Tensor:
+    """Inverse of ball_to_space."""
+    rho = torch.linalg.vector_norm(y, dim=-1, keepdim=True) / r_max
+    small = rho < 1e-4
+    rho_safe = torch.where(small, torch.full_like(rho, 1e-4), rho)
+    ratio = torch.where(small, 1.0 - rho**2 / 3.0, torch.tanh(rho_safe) / rho_safe)
+    return y * ratio
+
+
+class Flow(nn.Module):
+    """MAF over standardised 6-D phase space, with the standardisation stored as buffers.
+
+    Positions are first mapped from the selection ball (radius r_max_kpc around the Sun) to R^3
+    by ``ball_to_space``; the density in physical coordinates includes that map's Jacobian.
+    """
+
+    def __init__(self, transforms: int, hidden: list[int], order_seed: int, r_max_kpc: float):
+        super().__init__()
+        self.register_buffer("r_max_kpc", torch.tensor(float(r_max_kpc), dtype=torch.float64))
+        g = torch.Generator().manual_seed(int(order_seed))
+        orders = [torch.randperm(D, generator=g) for _ in range(transforms)]
+        self.made = nn.ModuleList([MADE(o, hidden) for o in orders])
+        self.register_buffer("mean", torch.zeros(D, dtype=torch.float64))
+        self.register_buffer("std", torch.ones(D, dtype=torch.float64))
+        self.register_buffer("log_n_stars", torch.zeros((), dtype=torch.float64))
+
+    def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor, n_stars: int) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+        self.log_n_stars.fill_(math.log(n_stars))
+
+    def log_prob_standard(self, z: torch.Tensor) -> torch.Tensor:
+        """ln p of standardised points (the training objective), shape (N,)."""
+        logdet = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
+        for made in self.made:
+            shift, log_scale = made(z)
+            z = (z - shift) * torch.exp(-log_scale)
+            logdet = logdet - log_scale.sum(-1)
+        base = -0.5 * (z**2).sum(-1) - 0.5 * D * math.log(2 * math.pi)
+        return base + logdet
+
+    def to_unbounded(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Physical (x, v) -> (y, v) with the ball mapped to R^3, and ln|det| of that map."""
+        y, logdet = ball_to_space(w[..., :3], float(self.r_max_kpc))
+        return torch.cat([y, w[..., 3:]], -1), logdet
+
+    def standardise(self, w: torch.Tensor) -> torch.Tensor:
+        """Physical points -> the flow's standardised unbounded coordinates."""
+        u, _ = self.to_unbounded(w)
+        return ((u - self.mean.to(w)) / self.std.to(w)).to(self.made[0].layers[0].weight.dtype)
+
+    def log_prob(self, w: torch.Tensor) -> torch.Tensor:
+        """ln f at physical phase-space points w = (x, y, z [kpc], vx, vy, vz [km/s]), (N,)."""
+        u, logdet = self.to_unbounded(w)
+        z = ((u - self.mean.to(w)) / self.std.to(w)).to(self.made[0].layers[0].weight.dtype)
+        lp = self.log_prob_standard(z).to(w.dtype) - torch.log(self.std).sum().to(w)
+        return lp + logdet + self.log_n_stars.to(w)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Draw n physical phase-space points (float64)."""
+        dtype = self.made[0].layers[0].weight.dtype
+        device = self.mean.device
+        u = torch.randn(n, D, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
+        for made in reversed(self.made):
+            x = torch.zeros_like(u)
+            for _ in range(D):
+                shift, log_scale = made(x)
+                x = u * torch.exp(log_scale) + shift
+            u = x
+        u = u.to(torch.float64) * self.std + self.mean
+        return torch.cat([space_to_ball(u[..., :3], float(self.r_max_kpc)), u[..., 3:]], -1)
+
+
+def log_prob_and_gradients(flow: Flow, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ln f, d ln f / d w) at physical points w (N, 6); gradients in 1/kpc and s/km."""
+    w = w.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        lp = flow.log_prob(w)
+        (g,) = torch.autograd.grad(lp.sum(), w)
+    return lp.detach(), g

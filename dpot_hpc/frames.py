@@ -1,0 +1,115 @@
+"""Heliocentric Galactic Cartesian <-> Galactocentric frames.
+
+The map between the two is affine: x_gc = R @ x_h + x_sun and v_gc = R @ v_h + v_sun, with R a
+rotation. R, x_sun and v_sun are read off astropy's own transform (no hand-written rotation
+matrices), so this module agrees with astropy to round-off for any R0, z_sun, v_sun and roll.
+The heliocentric frame is astropy's ``Galactic`` in Cartesian form (x towards l=0, y towards
+l=90 deg, z towards the north Galactic pole; velocities relative to the Sun).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import constants as C
+
+
+@dataclass(frozen=True)
+class SunFrame:
+    """The Sun's place in the Galaxy; fixes the Galactocentric frame.
+
+    r0_kpc: distance Sun - Galactic centre (astropy ``galcen_distance``), kpc.
+    z_sun_kpc: height of the Sun above the mid-plane, kpc.
+    v_sun_kms: the Sun's Galactocentric velocity (U, V, W-like), km/s.
+    roll_deg: roll of the Galactocentric frame about its x axis, degrees.
+    """
+
+    r0_kpc: float = C.R0_KPC
+    z_sun_kpc: float = C.Z_SUN_KPC
+    v_sun_kms: tuple[float, float, float] = C.V_SUN_KMS
+    roll_deg: float = 0.0
+
+    def astropy_frame(self):
+        """The matching ``astropy.coordinates.Galactocentric`` frame."""
+        import astropy.coordinates as coord
+        import astropy.units as u
+
+        return coord.Galactocentric(
+            galcen_distance=self.r0_kpc * u.kpc,
+            z_sun=self.z_sun_kpc * u.kpc,
+            galcen_v_sun=coord.CartesianDifferential(list(self.v_sun_kms) * (u.km / u.s)),
+            roll=self.roll_deg * u.deg,
+        )
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(R, x_sun_kpc, v_sun_kms) with x_gc = R x_h + x_sun and v_gc = R v_h + v_sun (float64)."""
+        return _affine_cached(self.r0_kpc, self.z_sun_kpc, tuple(self.v_sun_kms), self.roll_deg)
+
+
+_AFFINE_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _affine_cached(r0, z_sun, v_sun, roll):
+    key = (float(r0), float(z_sun), tuple(float(v) for v in v_sun), float(roll))
+    if key not in _AFFINE_CACHE:
+        import astropy.coordinates as coord
+        import astropy.units as u
+
+        frame = SunFrame(*key).astropy_frame()
+        pts = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+        rep = coord.CartesianRepresentation(
+            pts * u.kpc, differentials=coord.CartesianDifferential(np.zeros((3, 4)) * u.km / u.s)
+        )
+        gc = coord.Galactic(rep).transform_to(frame)
+        xyz = gc.cartesian.xyz.to_value(u.kpc)
+        x_sun = xyz[:, 0].copy()
+        rot = xyz[:, 1:] - x_sun[:, None]
+        v_sun = gc.velocity.d_xyz.to_value(u.km / u.s)[:, 0].copy()
+        _AFFINE_CACHE[key] = (rot, x_sun, v_sun)
+    rot, x_sun, v_sun = _AFFINE_CACHE[key]
+    return rot.copy(), x_sun.copy(), v_sun.copy()
+
+
+def _as(t: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(t, dtype=like.dtype, device=like.device)
+
+
+def helio_to_galcen(x_h: torch.Tensor, v_h: torch.Tensor, sun: SunFrame):
+    """Heliocentric Galactic Cartesian (kpc, km/s rel. Sun) -> Galactocentric (kpc, km/s)."""
+    rot, x_sun, v_sun = sun.affine()
+    R = _as(rot, x_h)
+    return x_h @ R.T + _as(x_sun, x_h), v_h @ R.T + _as(v_sun, v_h)
+
+
+def galcen_to_helio(x_gc: torch.Tensor, v_gc: torch.Tensor, sun: SunFrame):
+    """Galactocentric (kpc, km/s) -> heliocentric Galactic Cartesian (kpc, km/s rel. Sun)."""
+    rot, x_sun, v_sun = sun.affine()
+    R = _as(rot, x_gc)
+    return (x_gc - _as(x_sun, x_gc)) @ R, (v_gc - _as(v_sun, v_gc)) @ R
+
+
+def helio_vectors_to_galcen(vec_h: torch.Tensor, sun: SunFrame) -> torch.Tensor:
+    """Rotate free vectors (gradients, accelerations) from heliocentric to Galactocentric axes."""
+    rot, _, _ = sun.affine()
+    return vec_h @ _as(rot, vec_h).T
+
+
+def galcen_vectors_to_helio(vec_gc: torch.Tensor, sun: SunFrame) -> torch.Tensor:
+    """Rotate free vectors from Galactocentric to heliocentric axes."""
+    rot, _, _ = sun.affine()
+    return vec_gc @ _as(rot, vec_gc)
+
+
+def galactic_centre_helio(sun: SunFrame) -> np.ndarray:
+    """Position of the Galactic centre in heliocentric Galactic Cartesian coordinates, kpc."""
+    rot, x_sun, _ = sun.affine()
+    return -rot.T @ x_sun
+
+
+def omega_axis_helio(sun: SunFrame) -> np.ndarray:
+    """The Galactocentric +z axis in heliocentric axes (unit vector)."""
+    rot, _, _ = sun.affine()
+    return rot.T @ np.array([0.0, 0.0, 1.0])

@@ -1,0 +1,125 @@
+"""An analytic Milky-Way-like potential with a rotating bar (the truth behind the mock).
+
+Pure torch functions of Galactocentric positions (kpc, astropy axes), float64 recommended.
+Potential in (km/s)^2. Components: Miyamoto-Nagai disc, Hernquist bulge, NFW halo and a
+Dehnen (2000) quadrupole bar in the 3-D form of Monari et al. (2016), which is harmonic outside
+its radius R_b (it adds no density there). The bar is shown at t = 0; it rotates rigidly with
+angular velocity omega = -Omega_p z (Galactic rotation is clockwise seen from +z).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .constants import G_KPC_KMS2_PER_MSUN as G
+
+
+@dataclass(frozen=True)
+class GalaxyModel:
+    """Parameters of the analytic potential (masses in Msun, lengths in kpc, angles in degrees).
+
+    bar_strength is Dehnen's alpha: the bar's quadrupole potential at R0 in units of v_c(R0)^2/3.
+    bar_angle_deg is the angle between the Sun-centre line and the bar's near-side major axis,
+    positive towards Galactic longitude l > 0.
+    """
+
+    disc_mass_msun: float = 6.0e10
+    disc_a_kpc: float = 3.0
+    disc_b_kpc: float = 0.28
+    bulge_mass_msun: float = 5.0e9
+    bulge_a_kpc: float = 0.6
+    halo_mass_msun: float = 6.5e11
+    halo_rs_kpc: float = 16.0
+    bar_strength: float = 0.01
+    bar_radius_kpc: float = 3.5
+    bar_angle_deg: float = 27.0
+    r0_kpc: float = 8.122
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # --- axisymmetric parts -------------------------------------------------
+    def phi_disc(self, x: torch.Tensor) -> torch.Tensor:
+        R2 = x[..., 0] ** 2 + x[..., 1] ** 2
+        zb = torch.sqrt(x[..., 2] ** 2 + self.disc_b_kpc**2)
+        return -G * self.disc_mass_msun / torch.sqrt(R2 + (self.disc_a_kpc + zb) ** 2)
+
+    def phi_bulge(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.linalg.vector_norm(x, dim=-1)
+        return -G * self.bulge_mass_msun / (r + self.bulge_a_kpc)
+
+    def phi_halo(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.linalg.vector_norm(x, dim=-1)
+        return -G * self.halo_mass_msun * torch.log1p(r / self.halo_rs_kpc) / r
+
+    def phi_axisymmetric(self, x: torch.Tensor) -> torch.Tensor:
+        return self.phi_disc(x) + self.phi_bulge(x) + self.phi_halo(x)
+
+    # --- bar ----------------------------------------------------------------
+    def bar_amplitude(self) -> float:
+        """A in Phi_b = A cos(2(phi - phi_b)) (R/r)^2 U(r), in (km/s)^2."""
+        vc2 = self.circular_speed_axisymmetric(self.r0_kpc) ** 2
+        return self.bar_strength * vc2 / 3.0 * (self.r0_kpc / self.bar_radius_kpc) ** 3
+
+    def bar_phase_rad(self) -> float:
+        """Azimuth of the bar's near-side major axis in astropy's Galactocentric frame at t = 0."""
+        return math.pi - math.radians(self.bar_angle_deg)
+
+    def phi_bar(self, x: torch.Tensor) -> torch.Tensor:
+        xx, yy, zz = x[..., 0], x[..., 1], x[..., 2]
+        r2 = xx**2 + yy**2 + zz**2
+        r = torch.sqrt(r2)
+        p = self.bar_phase_rad()
+        quad = (xx**2 - yy**2) * math.cos(2 * p) + 2 * xx * yy * math.sin(2 * p)  # R^2 cos 2(phi-p)
+        rb = self.bar_radius_kpc
+        u_out = -((rb / r) ** 3)
+        u_in = (r / rb) ** 3 - 2.0
+        return self.bar_amplitude() * quad / r2 * torch.where(r >= rb, u_out, u_in)
+
+    def phi(self, x: torch.Tensor) -> torch.Tensor:
+        """Total potential at Galactocentric positions x (kpc), (km/s)^2."""
+        return self.phi_axisymmetric(x) + self.phi_bar(x)
+
+    # --- closed-form densities (Msun/kpc^3), for checks -----------------------
+    def rho_disc(self, x: torch.Tensor) -> torch.Tensor:
+        a, b, M = self.disc_a_kpc, self.disc_b_kpc, self.disc_mass_msun
+        R2 = x[..., 0] ** 2 + x[..., 1] ** 2
+        zb = torch.sqrt(x[..., 2] ** 2 + b**2)
+        num = a * R2 + (a + 3 * zb) * (a + zb) ** 2
+        den = (R2 + (a + zb) ** 2) ** 2.5 * zb**3
+        return b**2 * M / (4 * math.pi) * num / den
+
+    def rho_bulge(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.linalg.vector_norm(x, dim=-1)
+        a = self.bulge_a_kpc
+        return self.bulge_mass_msun * a / (2 * math.pi * r * (r + a) ** 3)
+
+    def rho_halo(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.linalg.vector_norm(x, dim=-1)
+        rs = self.halo_rs_kpc
+        s = r / rs
+        return self.halo_mass_msun / (4 * math.pi * rs**3) / (s * (1 + s) ** 2)
+
+    def rho_baryons(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rho_disc(x) + self.rho_bulge(x)
+
+    def circular_speed_axisymmetric(self, R_kpc: float) -> float:
+        """v_c in the plane of the axisymmetric part at radius R (km/s)."""
+        x = torch.tensor([[R_kpc, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+        (g,) = torch.autograd.grad(self.phi_axisymmetric(x).sum(), x)
+        return math.sqrt(R_kpc * g[0, 0].item())
+
+
+def accel_and_laplacian(phi_fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Phi, a = -grad Phi and Laplacian(Phi) of a scalar field by autograd (exact derivatives)."""
+    x = x.detach().requires_grad_(True)
+    phi = phi_fn(x)
+    (grad,) = torch.autograd.grad(phi.sum(), x, create_graph=True)
+    lap = torch.zeros_like(phi)
+    for i in range(x.shape[-1]):
+        (g2,) = torch.autograd.grad(grad[..., i].sum(), x, retain_graph=True)
+        lap = lap + g2[..., i]
+    return phi.detach(), -grad.detach(), lap.detach()

@@ -1,0 +1,41 @@
+"""Per-member log files and progress lines (no global logging state)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+
+class MemberLog:
+    """Writes timestamped lines to a member's log file and, optionally, to stderr."""
+
+    def __init__(self, path: str | Path | None, name: str, echo: bool = True):
+        self.name = name
+        self.echo = echo
+        self.t0 = time.monotonic()
+        self.logger = logging.getLogger(f"dpot_hpc.member.{name}.{id(self)}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        self._handler = None
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._handler = logging.FileHandler(path)
+            self._handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            self.logger.addHandler(self._handler)
+
+    def __call__(self, msg: str) -> None:
+        self.logger.info(msg)
+        if self.echo:
+            print(f"[{self.name} {time.monotonic() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._handler is not None:
+            self.logger.removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
+
+
+def null_log() -> MemberLog:
+    return MemberLog(None, "quiet", echo=False)
