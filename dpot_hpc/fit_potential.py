@@ -3,6 +3,8 @@
 Loss (METHOD.md): L = ln < asinh(alpha |r|)/alpha + lambda asinh(beta max(-Lap Phi, 0))/beta >,
 r the CBE residual in the frame rotating at Omega_p (km/s/kpc), the Laplacian exact. The
 negative-density term is evaluated at the first ``penalty_points`` cache points of every batch.
+(Nested autograd is faster here than ``potential.fields`` because only the penalty points need
+the Laplacian; evaluation uses ``fields``.)
 Checkpoints carry weights, optimizer and RNG state, so a resumed run ends where an
 uninterrupted one does.
 """

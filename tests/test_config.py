@@ -1,0 +1,53 @@
+"""config.yaml is complete and valid; bad settings stop the run naming the key path."""
+
+from pathlib import Path
+
+import pytest
+
+from dpot_hpc.config import Config, ConfigError, load_config, render_default_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_config_yaml_is_the_documented_defaults():
+    assert (ROOT / "config.yaml").read_text() == render_default_yaml()
+    assert load_config(ROOT / "config.yaml") == Config()
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["df.n_flows=5", "potential.fixed_omega_kms_kpc=0", "frame.v_sun_kms=[11, 240, 7]"])
+    assert cfg.df.n_flows == 5 and isinstance(cfg.df.n_flows, int)
+    assert cfg.potential.fixed_omega_kms_kpc == 0.0
+    assert cfg.frame.v_sun_kms == [11, 240, 7]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("df.n_flow=2", r"df\.n_flow: unknown key"),
+        ("dff.n_flows=2", r"dff: unknown key"),
+        ("df.n_flows=two", r"df\.n_flows: expected an integer, got 'two'"),
+        ("df.n_flows=0", r"df\.n_flows: expected a value in \[1, inf\]"),
+        ("catalogue.r_max_kpc=-1", r"catalogue\.r_max_kpc: expected a value in \[0\.05, 10\.0\] \(kpc\)"),
+        ("run.device=tpu", r"run\.device: expected one of"),
+        ("frame.v_sun_kms=[1, 2]", r"frame\.v_sun_kms: expected 3 numbers"),
+        ("mock.components=[{sigma_kms: -3, fraction: 1}]", r"mock\.components\[0\]\.sigma_kms: expected a positive number"),
+        ("summary.shell_r_max_kpc=2", r"summary\.shell_r_max_kpc: must not exceed catalogue\.r_max_kpc"),
+        ("potential.alpha=abc", r"potential\.alpha: expected a number"),
+    ],
+)
+def test_bad_settings_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_yaml_file_names_the_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("df:\n  n_flows: [1,\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(p)
+    p.write_text("df:\n  max_epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"df\.max_epoch: unknown key"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
