@@ -47,12 +47,18 @@ def evaluate_flows(flows: list[Flow], w: torch.Tensor, batch: int) -> tuple[torc
     return torch.stack(lps), torch.stack(grads)
 
 
+def median0(t: torch.Tensor) -> torch.Tensor:
+    """Median along dim 0, averaging the two middle values for an even count (as numpy does)."""
+    k = t.shape[0]
+    s = t.sort(dim=0).values
+    return s[k // 2] if k % 2 else 0.5 * (s[k // 2 - 1] + s[k // 2])
+
+
 def build_cache(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, batch: int) -> dict[str, torch.Tensor]:
     """Points, per-flow values and their medians (see module docstring)."""
     w = draw_points(flows, n_points, r_max_kpc, seed, batch)
     log_f, grad = evaluate_flows(flows, w, batch)
-    med_g = grad.median(0).values if len(flows) > 1 else grad[0]
-    med_f = log_f.median(0).values if len(flows) > 1 else log_f[0]
+    med_g, med_f = median0(grad), median0(log_f)
     return {"x": w[:, :3], "v": w[:, 3:], "log_f": med_f, "grad_x": med_g[:, :3], "grad_v": med_g[:, 3:],
             "flows_log_f": log_f, "flows_grad": grad}
 

@@ -1,0 +1,116 @@
+"""The command line end to end on a tiny mock: run, re-run (nothing recomputed), refuse an
+incompatible folder, evaluate at points, and the Python API agrees with the files."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import dpot_hpc
+from dpot_hpc.summary import SCALARS
+
+TINY = ["mock.n_stars=4000", "df.n_flows=2", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=2",
+        "df.batch_size=512", "cache.n_points=2000", "potential.n_potentials=2", "potential.hidden=[16, 16]",
+        "potential.steps=30", "potential.batch_size=256", "potential.penalty_points=32",
+        "summary.grid_spacing_kpc=0.05", "run.threads=1"]
+
+
+def dpot(*args, cwd):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "dpot_hpc.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _sets(run_dir, extra=()):
+    out = []
+    for s in [*TINY, f"run.dir={run_dir}", *extra]:
+        out += ["--set", s]
+    return out
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    run_dir = root / "run"
+    p = dpot("run", *_sets(run_dir), cwd=root)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return root, run_dir, p
+
+
+def test_run_writes_the_documented_layout(tiny_run):
+    root, run_dir, p = tiny_run
+    for rel in ["config.yaml", "mock.h5", "df/df_seed-000.h5", "df/df_seed-001.h5", "cache/best_fit.h5",
+                "potential/potential_seed-000.h5", "potential/potential_seed-001.h5", "result.json", "result.h5",
+                "logs/df-df_seed-000.log", "logs/potential-potential_seed-001.log"]:
+        assert (run_dir / rel).is_file(), rel
+    assert "truth" in p.stdout and "omega_p" in p.stdout
+    with h5py.File(run_dir / "cache/best_fit.h5") as f:
+        n = f["x"].shape[0]
+        assert f["grad_x"].shape == (n, 3) and f["flows/grad"].shape == (2, n, 6)
+        assert np.all(np.linalg.norm(f["x"][()], axis=1) < 0.9)
+        # the cache's gradients are the per-component median of the flows' (2 flows: their mean)
+        assert np.allclose(f["grad_v"][()], f["flows/grad"][()][:, :, 3:].mean(0), rtol=1e-12, atol=0)
+
+
+def test_result_is_the_median_of_the_members(tiny_run):
+    _, run_dir, _ = tiny_run
+    res = json.loads((run_dir / "result.json").read_text())
+    for k in SCALARS:
+        vals = [m[k] for m in res["members"].values()]
+        assert res["scalars"][k]["median"] == pytest.approx(float(np.median(vals)), rel=1e-12)
+        assert res["scalars"][k]["p84"] == pytest.approx(float(np.percentile(vals, 84)), rel=1e-12)
+    assert res["truth"]["omega_p"] == 28.2
+    with h5py.File(run_dir / "result.h5") as f:
+        assert f["omega_p"].attrs["unit"] == "km/s/kpc"
+        assert np.allclose(np.sort(f["omega_p/members"][()]), np.sort([m["omega_p"] for m in res["members"].values()]))
+
+
+def test_rerun_recomputes_nothing(tiny_run):
+    root, run_dir, _ = tiny_run
+    files = sorted(p for p in run_dir.rglob("*.h5") if p.name != "result.h5")
+    before = {p: _digest(p) for p in files}
+    p = dpot("run", *_sets(run_dir), cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "training" not in p.stderr
+    assert {q: _digest(q) for q in files} == before
+
+
+def test_incompatible_config_is_refused(tiny_run):
+    root, run_dir, _ = tiny_run
+    before = _digest(run_dir / "df/df_seed-000.h5")
+    p = dpot("run", *_sets(run_dir, ["df.max_epochs=3"]), cwd=root)
+    assert p.returncode != 0
+    assert "made with another configuration" in p.stderr and "df.max_epochs: 2 in the folder, 3 now" in p.stderr
+    assert _digest(run_dir / "df/df_seed-000.h5") == before
+
+
+def test_bad_config_stops_before_any_work(tmp_path):
+    p = dpot("run", "--set", f"run.dir={tmp_path / 'r'}", "--set", "df.n_flows=-1", cwd=tmp_path)
+    assert p.returncode != 0 and "df.n_flows: expected a value in [1, inf]" in p.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_matches_the_python_api(tiny_run, tmp_path):
+    root, run_dir, _ = tiny_run
+    pts = np.array([[0.0, 0.0, 0.0], [0.3, -0.2, 0.1], [-0.5, 0.1, -0.4]])
+    np.savetxt(tmp_path / "pts.txt", pts)
+    p = dpot("evaluate", str(run_dir), "--points", str(tmp_path / "pts.txt"), "--out", str(tmp_path / "o.h5"), cwd=root)
+    assert p.returncode == 0, p.stderr
+    pot = dpot_hpc.load_potential(run_dir)
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f["accel"].attrs["unit"] == "km/s/Myr"
+        assert np.allclose(f["accel"][()], pot.acceleration(pts).value, rtol=1e-6)
+        assert np.allclose(f["rho"][()], pot.density(pts).to_value("Msun/pc3"), rtol=1e-6)
+        assert f["members/phi"].shape == (2, 3)
+    one = dpot_hpc.load_potential(run_dir / "potential/potential_seed-000.h5")
+    assert one.acceleration(pts).shape == (3, 3)
+    assert str(pot.acceleration(pts).unit) == "km / (Myr s)"
