@@ -1,99 +1,132 @@
-"""Reading a catalogue of stars in heliocentric Galactic Cartesian coordinates.
+"""Reading columns of a table file, in chunks of rows.
 
-Accepted: an HDF5 file with one 1-D dataset per column (in a configurable group), or a FITS
-binary table. Columns x, y, z (kpc) and vx, vy, vz (km/s, relative to the Sun); their names
-in the file come from ``catalogue.columns``. Every problem raises ``CatalogueError`` naming the
-file and the column.
+FITS binary tables (memory-mapped) and HDF5 files (one 1-D dataset per column in a group, or an
+astropy-written table dataset) are read ``chunk_rows`` rows at a time, so catalogues of tens of
+millions of rows fit in memory; any other format astropy's ``Table.read`` knows (ECSV, CSV,
+VOTable, Parquet where pyarrow is installed) is read whole and then served in chunks.
+Every problem raises ``CatalogueError`` naming the file and the column.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
-import torch
-
-from .constants import PHASE_SPACE_COLUMNS
-
-#: Fewest stars a DF member can be trained on.
-MIN_STARS = 100
 
 
 class CatalogueError(ValueError):
     """The catalogue cannot be used: missing file or column, bad values, empty selection."""
 
 
-def _is_hdf5(path: Path) -> bool:
+def _magic(path: Path, n: int) -> bytes:
     with open(path, "rb") as fh:
-        return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+        return fh.read(n)
 
 
-def _is_fits(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(9) == b"SIMPLE  ="
+def table_kind(path: Path) -> str:
+    """'hdf5', 'fits' or 'astropy' (anything else astropy may read)."""
+    if _magic(path, 8) == b"\x89HDF\r\n\x1a\n":
+        return "hdf5"
+    if _magic(path, 9) == b"SIMPLE  =":
+        return "fits"
+    return "astropy"
 
 
-def read_columns(path: str | Path, names: list[str], hdf5_group: str = "/") -> dict[str, np.ndarray]:
-    """Read the named columns from an HDF5 or FITS table as float64 arrays."""
-    path = Path(path)
-    if not path.is_file():
-        raise CatalogueError(f"catalogue {path}: file does not exist")
-    if _is_hdf5(path):
-        import h5py
+class TableReader:
+    """Column access to a table file: ``names``, ``n_rows`` and ``chunks(columns)``.
 
-        with h5py.File(path, "r") as f:
-            if hdf5_group not in f:
-                raise CatalogueError(f"catalogue {path}: no HDF5 group {hdf5_group!r} (catalogue.hdf5_group)")
-            g = f[hdf5_group]
-            available = sorted(k for k, v in g.items() if isinstance(v, h5py.Dataset))
-            out = {}
-            for n in names:
-                if n not in available:
-                    raise CatalogueError(
-                        f"catalogue {path}: column {n!r} missing in group {hdf5_group!r} (available: {', '.join(available) or 'none'})"
-                    )
-                out[n] = np.asarray(g[n][()], dtype=np.float64).reshape(-1)
-    elif _is_fits(path):
-        from astropy.table import Table
-
-        try:
-            t = Table.read(path, format="fits")
-        except Exception as exc:  # astropy raises many types for unreadable FITS
-            raise CatalogueError(f"catalogue {path}: not a readable FITS table ({exc})") from None
-        out = {}
-        for n in names:
-            if n not in t.colnames:
-                raise CatalogueError(f"catalogue {path}: column {n!r} missing (available: {', '.join(t.colnames)})")
-            col = t[n]
-            out[n] = np.asarray(col.filled(np.nan) if hasattr(col, "filled") else col, dtype=np.float64).reshape(-1)
-    else:
-        raise CatalogueError(f"catalogue {path}: neither an HDF5 file nor a FITS table")
-    lengths = {n: len(v) for n, v in out.items()}
-    if len(set(lengths.values())) > 1:
-        raise CatalogueError(f"catalogue {path}: columns have different lengths {lengths}")
-    return out
-
-
-def read_phase_space(path: str | Path, columns: dict[str, str], hdf5_group: str, r_max_kpc: float) -> torch.Tensor:
-    """The stars inside the selection sphere as a float64 tensor (N, 6): x, y, z [kpc], vx, vy, vz [km/s].
-
-    NaN or infinite values are an error (naming the column and the number of rows affected);
-    stars outside r_max_kpc are dropped; fewer than MIN_STARS left is an error.
+    optional columns that are absent are simply not returned; required ones raise CatalogueError.
     """
-    names = [columns[c] for c in PHASE_SPACE_COLUMNS]
-    cols = read_columns(path, names, hdf5_group)
-    for c, n in zip(PHASE_SPACE_COLUMNS, names):
-        bad = ~np.isfinite(cols[n])
-        if bad.any():
+
+    def __init__(self, path: str | Path, hdf5_group: str = "/"):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CatalogueError(f"catalogue {self.path}: file does not exist")
+        self.kind = table_kind(self.path)
+        self._table = None
+        if self.kind == "hdf5":
+            import h5py
+
+            self._h5 = h5py.File(self.path, "r")
+            if hdf5_group not in self._h5:
+                raise CatalogueError(f"catalogue {self.path}: no HDF5 group {hdf5_group!r} (catalogue.hdf5_group)")
+            g = self._h5[hdf5_group]
+            if isinstance(g, h5py.Dataset) and g.dtype.names:  # an astropy-written table
+                self._cols = {n: (g, n) for n in g.dtype.names}
+                self.n_rows = g.shape[0]
+            else:
+                self._cols = {k: (v, None) for k, v in g.items() if isinstance(v, h5py.Dataset) and v.ndim == 1}
+                lengths = {v[0].shape[0] for v in self._cols.values()}
+                if len(lengths) > 1:
+                    raise CatalogueError(f"catalogue {self.path}: columns in {hdf5_group!r} have different lengths")
+                self.n_rows = lengths.pop() if lengths else 0
+            self.names = sorted(self._cols)
+        elif self.kind == "fits":
+            from astropy.io import fits
+
+            try:
+                self._hdul = fits.open(self.path, memmap=True)
+                hdu = next(h for h in self._hdul if isinstance(h, (fits.BinTableHDU, fits.TableHDU)))
+            except StopIteration:
+                raise CatalogueError(f"catalogue {self.path}: FITS file has no table extension") from None
+            except OSError as exc:
+                raise CatalogueError(f"catalogue {self.path}: not a readable FITS file ({exc})") from None
+            self._fits = hdu.data
+            self.names = list(hdu.columns.names)
+            self.n_rows = hdu.header["NAXIS2"]
+        else:
+            from astropy.table import Table
+
+            try:
+                self._table = Table.read(self.path)
+            except Exception as exc:  # astropy raises many types for unreadable files
+                raise CatalogueError(
+                    f"catalogue {self.path}: neither an HDF5 file nor a FITS table, and astropy cannot read it as a "
+                    f"table ({type(exc).__name__}: {exc})"
+                ) from None
+            self.names = list(self._table.colnames)
+            self.n_rows = len(self._table)
+
+    def require(self, columns: list[str], what: str = "") -> None:
+        missing = [c for c in columns if c not in self.names]
+        if missing:
             raise CatalogueError(
-                f"catalogue {path}: column {n!r} ({c}) has {int(bad.sum())} NaN or infinite values of {bad.size} rows"
+                f"catalogue {self.path}: column {missing[0]!r} missing{what} (available: {', '.join(self.names) or 'none'})"
             )
-    w = torch.from_numpy(np.stack([cols[n] for n in names], axis=1))
-    inside = torch.linalg.vector_norm(w[:, :3], dim=-1) < r_max_kpc
-    n_in = int(inside.sum())
-    if n_in < MIN_STARS:
-        raise CatalogueError(
-            f"catalogue {path}: {n_in} of {w.shape[0]} stars lie within catalogue.r_max_kpc = {r_max_kpc} kpc "
-            f"of the Sun; at least {MIN_STARS} are needed (are x, y, z in kpc?)"
-        )
-    return w[inside].contiguous()
+
+    def _read(self, name: str, start: int, stop: int) -> np.ndarray:
+        if self.kind == "hdf5":
+            ds, field = self._cols[name]
+            arr = ds[start:stop] if field is None else ds[start:stop][field]
+        elif self.kind == "fits":
+            arr = self._fits[name][start:stop]
+        else:
+            col = self._table[name][start:stop]
+            arr = col.filled(np.nan) if hasattr(col, "filled") and np.ma.isMaskedArray(col) else col
+        arr = np.asarray(arr)
+        if arr.dtype.kind in "iu" or arr.dtype.kind == "f":
+            return arr
+        try:
+            return arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise CatalogueError(f"catalogue {self.path}: column {name!r} is not numeric (dtype {arr.dtype})") from None
+
+    def chunks(self, columns: list[str], chunk_rows: int) -> Iterator[dict[str, np.ndarray]]:
+        """Yield {column: array} for consecutive row ranges; columns must exist (see ``require``)."""
+        self.require(columns)
+        for start in range(0, self.n_rows, chunk_rows):
+            stop = min(start + chunk_rows, self.n_rows)
+            yield {c: self._read(c, start, stop) for c in columns}
+
+    def close(self) -> None:
+        if self.kind == "hdf5":
+            self._h5.close()
+        elif self.kind == "fits":
+            self._hdul.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

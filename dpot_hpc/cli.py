@@ -1,4 +1,4 @@
-"""The command line: dpot-hpc run | mock | evaluate."""
+"""The command line: dpot-hpc run | plan | prepare | mock | evaluate."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ config_option = click.option(
 )
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
-    help="Override one setting, e.g. --set df.n_flows=2 (repeatable).",
+    help="Override one setting, e.g. --set ensemble.df_seed=8 (repeatable).",
 )
 
 
@@ -42,19 +42,60 @@ def main():
 @config_option
 @set_option
 def run(config_path, overrides):
-    """The whole job: mock (if needed), DF members, gradient cache, potential members, summary."""
-    from .pipeline import RunFolderError, run as run_pipeline
-    from .summary import format_table
+    """The whole job: mock (if needed), prepared sample, DF members, gradient caches, potential
+    members, summary. Under mpiexec/srun the members are shared out across the ranks."""
+    from .driver import run as run_driver
+    from .pipeline import RunFolderError
+    from .summary import format_pipelines, format_table
 
     cfg = _load(config_path, overrides)
     try:
-        result = run_pipeline(cfg)
+        summary = run_driver(cfg)
     except (*USER_ERRORS, RunFolderError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"\nResult (median over {len(result['members'])} potential members; "
-               f"accelerations in heliocentric axes, x towards the Galactic centre):")
-    click.echo(format_table(result["scalars"], result["truth"]))
-    click.echo(f"\nwritten: {Path(cfg.run.dir) / 'result.json'}, {Path(cfg.run.dir) / 'result.h5'}")
+    if summary is None:  # ranks other than 0
+        return
+    click.echo(f"\nBest estimate: median over the {summary['best_from']} members, +- the pipelines' 16-84 "
+               "half-widths in quadrature\n(accelerations in heliocentric axes, x towards the Galactic centre):")
+    click.echo(format_table(summary["best"], summary["truth"]))
+    click.echo("\nPer pipeline (median +- 16-84 half-width):")
+    click.echo(format_pipelines(summary["pipelines"]))
+    click.echo(f"\nwritten: {Path(cfg.run.dir) / 'summary.json'}, {Path(cfg.run.dir) / 'summary.h5'}")
+
+
+@main.command()
+@config_option
+@set_option
+def plan(config_path, overrides):
+    """Print the ensemble plan (members, seeds, inputs, outputs by stage)."""
+    from .ensemble import format_plan, plan_rows
+
+    cfg = _load(config_path, overrides)
+    click.echo(format_plan(plan_rows(cfg)))
+
+
+@main.command()
+@config_option
+@set_option
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Output file (default: <run.dir>/prepared.h5).")
+@click.option("--noise-seed", type=int, default=None,
+              help="Add Gaussian noise from the quoted errors to the observables (gaia format), from this seed.")
+def prepare(config_path, overrides, out, noise_seed):
+    """Read the catalogue, apply the cuts and write the prepared sample (the DF stage's input)."""
+    from .pipeline import catalogue_path
+    from .prepare import prepare_sample
+
+    cfg = _load(config_path, overrides)
+    run_dir = Path(cfg.run.dir)
+    path = Path(out) if out else run_dir / "prepared.h5"
+    if path.exists():
+        raise click.ClickException(f"{path} exists; remove it or choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_sample(cfg, catalogue_path(cfg, run_dir), path, noise_seed, log=lambda m: click.echo(m, err=True))
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

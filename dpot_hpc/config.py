@@ -40,15 +40,34 @@ class RunSection:
     device: str = _f("auto", choices=["auto", "cpu", "cuda"], help="where members train")
 
 
+GAIA_COLUMNS = ("ra", "dec", "parallax", "pmra", "pmdec", "radial_velocity", "parallax_error", "pmra_error",
+                "pmdec_error", "radial_velocity_error", "phot_g_mean_mag", "ruwe", "source_id")
+
+
 @dataclass(frozen=True)
 class CatalogueSection:
-    path: str | None = _f(None, help="HDF5 or FITS table of stars; null = the built-in mock (<run.dir>/mock.h5)")
+    path: str | None = _f(None, help="table of stars (FITS, HDF5, ECSV/CSV, Parquet); null = the built-in mock (<run.dir>/mock.h5)")
+    format: str = _f(
+        "cartesian", choices=["cartesian", "galactocentric", "gaia"],
+        help="cartesian: heliocentric Galactic x..vz columns; galactocentric: Galactocentric x..vz; gaia: DR3 observables",
+    )
     hdf5_group: str = _f("/", help="group holding the columns in an HDF5 catalogue")
     columns: dict = _f(
         {c: c for c in C.PHASE_SPACE_COLUMNS},
-        help="map from x, y, z (kpc), vx, vy, vz (km/s, heliocentric Galactic Cartesian) to column names",
+        help="column names of x, y, z (kpc), vx, vy, vz (km/s) (cartesian, galactocentric); give only those that differ",
     )
+    gaia_columns: dict = _f({c: c for c in GAIA_COLUMNS}, help="column names of the Gaia DR3 quantities (gaia format); give only those that differ")
     r_max_kpc: float = _f(1.0, "kpc", lo=0.05, hi=10.0, help="selection sphere around the Sun")
+    chunk_rows: int = _f(1_000_000, lo=1000, help="rows read and transformed at a time")
+
+
+@dataclass(frozen=True)
+class CutsSection:
+    parallax_over_error_min: float | None = _f(10.0, lo=0.0, help="keep parallax/parallax_error >= this (gaia); null = no cut")
+    ruwe_max: float | None = _f(1.4, lo=0.0, help="keep ruwe <= this (gaia; needs a ruwe column); null = no cut")
+    abs_mag_g_min: float | None = _f(None, "mag", help="keep M_G >= this (gaia; needs phot_g_mean_mag); null = no cut")
+    abs_mag_g_max: float | None = _f(None, "mag", help="keep M_G <= this; null = no cut")
+    min_stars: int = _f(1000, lo=10, help="fewest stars the selection may leave")
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,9 @@ class FrameSection:
     z_sun_kpc: float = _f(C.Z_SUN_KPC, "kpc", lo=-0.2, hi=0.2, help="Sun's height above the plane")
     v_sun_kms: list = _f(list(C.V_SUN_KMS), "km/s", help="Sun's Galactocentric velocity (3 numbers)")
     roll_deg: float = _f(0.0, "deg", lo=-180.0, hi=180.0, help="roll of the Galactocentric frame")
+    r0_err_kpc: float = _f(0.031, "kpc", lo=0.0, help="1-sigma of R0 for x0_v0 draws (GRAVITY Collab. 2018)")
+    z_sun_err_kpc: float = _f(0.0003, "kpc", lo=0.0, help="1-sigma of z_sun (Bennett & Bovy 2019)")
+    v_sun_err_kms: list = _f([3.0, 1.4, 0.09], "km/s", help="1-sigma of v_sun (Drimmel & Poggio 2018; Reid & Brunthaler 2004)")
 
 
 @dataclass(frozen=True)
@@ -84,8 +106,17 @@ class MockSection:
 
 
 @dataclass(frozen=True)
+class EnsembleSection:
+    df_seed: int = _f(3, lo=1, help="flows on the data with different seeds; their median is the best-fit DF")
+    df_seed_potentials: bool = _f(False, help="also train one potential on each single df_seed flow (that pipeline's spread)")
+    potential_seed: int = _f(2, lo=0, help="potentials with different seeds on the best-fit DF (the best estimate)")
+    obs_noise: int = _f(0, lo=0, help="flows on data with added noise from the quoted errors, each with a potential (gaia format)")
+    bootstrap: int = _f(0, lo=0, help="flows on bootstrap resamples of the stars, each with a potential")
+    x0_v0: int = _f(0, lo=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
+
+
+@dataclass(frozen=True)
 class DFSection:
-    n_flows: int = _f(3, lo=1, help="DF members (normalizing flows with different seeds)")
     transforms: int = _f(6, lo=1, hi=64, help="affine autoregressive transforms in each flow")
     hidden: list = _f([128, 128], help="hidden layer widths of each transform's MADE network")
     batch_size: int = _f(2048, lo=16, help="stars per optimisation step")
@@ -107,7 +138,6 @@ class CacheSection:
 
 @dataclass(frozen=True)
 class PotentialSection:
-    n_potentials: int = _f(2, lo=1, help="potential members trained on the best-fit (median) DF")
     hidden: list = _f([128, 128, 128], help="hidden layer widths of the Phi(x) MLP (SiLU)")
     phi_scale_kms2: float = _f(1.0e4, "(km/s)^2", lo=1.0, help="output scale of the network")
     steps: int = _f(3000, lo=1, help="optimisation steps")
@@ -140,8 +170,10 @@ class SummarySection:
 class Config:
     run: RunSection = field(default_factory=RunSection)
     catalogue: CatalogueSection = field(default_factory=CatalogueSection)
+    cuts: CutsSection = field(default_factory=CutsSection)
     frame: FrameSection = field(default_factory=FrameSection)
     mock: MockSection = field(default_factory=MockSection)
+    ensemble: EnsembleSection = field(default_factory=EnsembleSection)
     df: DFSection = field(default_factory=DFSection)
     cache: CacheSection = field(default_factory=CacheSection)
     potential: PotentialSection = field(default_factory=PotentialSection)
@@ -166,7 +198,15 @@ def _check_value(path: str, value: Any, tp, meta: dict) -> Any:
         if value is None and type(None) in args:
             return None
         tp = next(a for a in args if a is not type(None))
-    if tp is float:
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    elif tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e9 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number{_unit(meta)}, got {value!r}")
         value = float(value)
@@ -216,7 +256,10 @@ def _build(cls, data: dict, prefix: str):
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, data[name] or {}, path)
         else:
-            kwargs[name] = _check_value(path, data[name], tp, dict(f.metadata))
+            value = _check_value(path, data[name], tp, dict(f.metadata))
+            if tp is dict:  # mappings (column names) merge over their defaults
+                value = {**f.default_factory(), **value}
+            kwargs[name] = value
     return cls(**kwargs)
 
 
@@ -225,8 +268,10 @@ def _validate_cross(cfg: Config) -> None:
     def err(path, msg):
         raise ConfigError(f"{path}: {msg}")
 
-    if len(cfg.frame.v_sun_kms) != 3 or not all(isinstance(v, (int, float)) for v in cfg.frame.v_sun_kms):
-        err("frame.v_sun_kms", f"expected 3 numbers (km/s), got {cfg.frame.v_sun_kms!r}")
+    for key, vec in (("frame.v_sun_kms", cfg.frame.v_sun_kms), ("frame.v_sun_err_kms", cfg.frame.v_sun_err_kms)):
+        if len(vec) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vec):
+            err(key, f"expected 3 numbers (km/s), got {vec!r}")
+
     for key, widths in (("df.hidden", cfg.df.hidden), ("potential.hidden", cfg.potential.hidden)):
         if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
             err(key, f"expected a non-empty list of positive integers, got {widths!r}")
@@ -240,10 +285,18 @@ def _validate_cross(cfg: Config) -> None:
         for k in ("sigma_kms", "fraction"):
             if isinstance(c[k], bool) or not isinstance(c[k], (int, float)) or c[k] <= 0:
                 err(f"{path}.{k}", f"expected a positive number, got {c[k]!r}")
-    missing = [c for c in C.PHASE_SPACE_COLUMNS if c not in cfg.catalogue.columns]
-    extra = [c for c in cfg.catalogue.columns if c not in C.PHASE_SPACE_COLUMNS]
-    if missing or extra:
-        err("catalogue.columns", f"expected exactly the keys {list(C.PHASE_SPACE_COLUMNS)}, missing {missing}, unknown {extra}")
+    for key, known in (("catalogue.columns", C.PHASE_SPACE_COLUMNS), ("catalogue.gaia_columns", GAIA_COLUMNS)):
+        mapping = getattr(cfg.catalogue, key.split(".")[1])
+        extra = [c for c in mapping if c not in known]
+        if extra:
+            err(f"{key}.{extra[0]}", f"unknown column key (known: {', '.join(known)})")
+        bad = [k for k, v in mapping.items() if not isinstance(v, str)]
+        if bad:
+            err(f"{key}.{bad[0]}", f"expected a column name, got {mapping[bad[0]]!r}")
+    if cfg.ensemble.obs_noise > 0 and cfg.catalogue.format != "gaia":
+        err("ensemble.obs_noise", "needs catalogue.format: gaia (noise is drawn in observable space)")
+    if cfg.ensemble.potential_seed + cfg.ensemble.obs_noise + cfg.ensemble.bootstrap + cfg.ensemble.x0_v0 == 0 and not cfg.ensemble.df_seed_potentials:
+        err("ensemble", "no potential member: set potential_seed, x0_v0, obs_noise, bootstrap > 0 or df_seed_potentials: true")
     if cfg.summary.shell_r_min_kpc >= cfg.summary.shell_r_max_kpc:
         err("summary.shell_r_min_kpc", "must be smaller than summary.shell_r_max_kpc")
     if cfg.summary.shell_r_max_kpc > cfg.catalogue.r_max_kpc:
@@ -309,9 +362,11 @@ def sun_frame(cfg: Config):
 
 SECTION_HELP = {
     "run": "where and how the job runs",
-    "catalogue": "the input stars (heliocentric Galactic Cartesian) and the selection sphere",
+    "catalogue": "the input stars (Cartesian or Gaia DR3 columns) and the selection sphere",
+    "cuts": "quality cuts applied while preparing the sample (each reported with the stars it removed)",
     "frame": "the Sun's Galactocentric position and velocity (astropy v4.0 defaults)",
     "mock": "the built-in exactly stationary mock galaxy (used when catalogue.path is null)",
+    "ensemble": "members per uncertainty pipeline (0 switches one off); see README, 'Ensembles'",
     "df": "DF stage: normalizing flows (masked autoregressive, affine, SiLU) fitted to the stars",
     "cache": "gradient cache: points drawn from the flows, with the median of their ln f gradients",
     "potential": "potential stage: Phi(x) network + Omega_p fitted to the CBE in the rotating frame",

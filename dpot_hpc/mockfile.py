@@ -4,6 +4,8 @@ Layout of mock.h5 (units in each dataset's ``unit`` attribute):
   /x /y /z [kpc] /vx /vy /vz [km/s]      heliocentric Galactic Cartesian, velocities rel. Sun
   /ra /dec [deg] /parallax [mas] /pmra /pmdec [mas/yr] /radial_velocity [km/s]  (exact values)
   /parallax_error /pmra_error /pmdec_error /radial_velocity_error   quoted (nominal) errors
+  /phot_g_mean_mag [mag] from M_G uniform in [-1, 4] at the star's distance; /ruwe (all 1.0)
+  /source_id                              row number
   /component                              index of the isothermal component of each star
   /truth  attrs: omega_p_kms_kpc, galaxy (JSON parameters), components (JSON), frame (JSON),
           log_c (per-component DF normalisation), scalars (JSON: a_x, a_y, a_z, omega_p, rho_R0, rho_dm)
@@ -24,6 +26,7 @@ from .checkpoints import atomic_h5
 from .config import Config, sun_frame
 from .constants import LAPLACIAN_TO_RHO_MSUN_PC3, MSUN_PER_KPC3_TO_MSUN_PER_PC3
 from .frames import helio_to_galcen
+from .gaia import OBSERVABLE_UNITS, helio_to_observables
 from .galaxy import GalaxyModel
 from .mock import Component, MockGalaxy, sample, truth_fields
 from .summary import evaluation_grid, scalars_from_fields
@@ -41,24 +44,6 @@ def mock_galaxy(cfg: Config) -> MockGalaxy:
     )
     comps = tuple(Component(float(c["sigma_kms"]), float(c["fraction"])) for c in m.components)
     return MockGalaxy(galaxy, m.omega_p_kms_kpc, comps, sun_frame(cfg), cfg.catalogue.r_max_kpc)
-
-
-def gaia_observables(x_h: np.ndarray, v_h: np.ndarray) -> dict[str, np.ndarray]:
-    """ICRS ra, dec [deg], parallax [mas], pmra (mu_alpha* cos dec), pmdec [mas/yr], radial_velocity [km/s]."""
-    import astropy.coordinates as coord
-    import astropy.units as u
-
-    rep = coord.CartesianRepresentation(x_h.T * u.kpc, differentials=coord.CartesianDifferential(v_h.T * u.km / u.s))
-    icrs = coord.Galactic(rep).transform_to(coord.ICRS())
-    sph = icrs.represent_as(coord.SphericalRepresentation, coord.SphericalDifferential)
-    return {
-        "ra": icrs.ra.to_value(u.deg),
-        "dec": icrs.dec.to_value(u.deg),
-        "parallax": (1.0 / icrs.distance.to_value(u.kpc)),
-        "pmra": icrs.pm_ra_cosdec.to_value(u.mas / u.yr),
-        "pmdec": icrs.pm_dec.to_value(u.mas / u.yr),
-        "radial_velocity": icrs.radial_velocity.to_value(u.km / u.s),
-    }
 
 
 def truth_on_grid(mock: MockGalaxy, cfg: Config) -> dict:
@@ -80,10 +65,13 @@ def write_mock(path: str | Path, cfg: Config, log=print) -> Path:
     s = sample(mock, cfg.mock.n_stars, cfg.mock.seed)
     x, v = s.x_h.numpy(), s.v_h.numpy()
     log("mock: Gaia observables (astropy)")
-    obs = gaia_observables(x, v)
+    obs = helio_to_observables(x, v)
+    rng = np.random.default_rng(cfg.mock.seed)
+    abs_g = rng.uniform(-1.0, 4.0, len(x))
+    g_mag = abs_g + 5.0 * np.log10(100.0 * np.linalg.norm(x, axis=1))
     truth = truth_on_grid(mock, cfg)
     units = dict(zip(["x", "y", "z", "vx", "vy", "vz"], ["kpc"] * 3 + ["km/s"] * 3))
-    obs_units = {"ra": "deg", "dec": "deg", "parallax": "mas", "pmra": "mas/yr", "pmdec": "mas/yr", "radial_velocity": "km/s"}
+    obs_units = OBSERVABLE_UNITS
     err = {"parallax_error": cfg.mock.parallax_error_mas, "pmra_error": cfg.mock.pm_error_mas_yr,
            "pmdec_error": cfg.mock.pm_error_mas_yr, "radial_velocity_error": cfg.mock.rv_error_kms}
     with atomic_h5(path) as f:
@@ -96,6 +84,9 @@ def write_mock(path: str | Path, cfg: Config, log=print) -> Path:
         for name, val in err.items():
             unit = obs_units[name.replace("_error", "")]
             f.create_dataset(name, data=np.full(len(x), val)).attrs["unit"] = unit
+        f.create_dataset("phot_g_mean_mag", data=g_mag).attrs["unit"] = "mag"
+        f.create_dataset("ruwe", data=np.ones(len(x)))
+        f.create_dataset("source_id", data=np.arange(len(x), dtype=np.int64))
         f.create_dataset("component", data=s.component.numpy())
         t = f.create_group("truth")
         t.attrs["omega_p_kms_kpc"] = mock.omega_p_kms_kpc

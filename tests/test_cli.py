@@ -14,8 +14,8 @@ import pytest
 import dpot_hpc
 from dpot_hpc.summary import SCALARS
 
-TINY = ["mock.n_stars=4000", "df.n_flows=2", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=2",
-        "df.batch_size=512", "cache.n_points=2000", "potential.n_potentials=2", "potential.hidden=[16, 16]",
+TINY = ["mock.n_stars=4000", "ensemble.df_seed=2", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=2",
+        "df.batch_size=512", "cache.n_points=2000", "ensemble.potential_seed=2", "potential.hidden=[16, 16]",
         "potential.steps=30", "potential.batch_size=256", "potential.penalty_points=32",
         "summary.grid_spacing_kpc=0.05", "run.threads=1"]
 
@@ -48,8 +48,9 @@ def tiny_run(tmp_path_factory):
 
 def test_run_writes_the_documented_layout(tiny_run):
     root, run_dir, p = tiny_run
-    for rel in ["config.yaml", "mock.h5", "df/df_seed-000.h5", "df/df_seed-001.h5", "cache/best_fit.h5",
-                "potential/potential_seed-000.h5", "potential/potential_seed-001.h5", "result.json", "result.h5",
+    for rel in ["config.yaml", "plan.json", "mock.h5", "prepared.h5", "df/df_seed-000.h5", "df/df_seed-001.h5",
+                "cache/best_fit.h5", "potential/potential_seed-000.h5", "potential/potential_seed-001.h5",
+                "summary.json", "summary.h5",
                 "logs/df-df_seed-000.log", "logs/potential-potential_seed-001.log"]:
         assert (run_dir / rel).is_file(), rel
     assert "truth" in p.stdout and "omega_p" in p.stdout
@@ -61,22 +62,23 @@ def test_run_writes_the_documented_layout(tiny_run):
         assert np.allclose(f["grad_v"][()], f["flows/grad"][()][:, :, 3:].mean(0), rtol=1e-12, atol=0)
 
 
-def test_result_is_the_median_of_the_members(tiny_run):
+def test_summary_is_the_median_of_the_members(tiny_run):
     _, run_dir, _ = tiny_run
-    res = json.loads((run_dir / "result.json").read_text())
+    res = json.loads((run_dir / "summary.json").read_text())
     for k in SCALARS:
         vals = [m[k] for m in res["members"].values()]
-        assert res["scalars"][k]["median"] == pytest.approx(float(np.median(vals)), rel=1e-12)
-        assert res["scalars"][k]["p84"] == pytest.approx(float(np.percentile(vals, 84)), rel=1e-12)
+        assert res["best"][k]["median"] == pytest.approx(float(np.median(vals)), rel=1e-12)
+        assert res["best"][k]["p84"] == pytest.approx(float(np.percentile(vals, 84)), rel=1e-12)
     assert res["truth"]["omega_p"] == 28.2
-    with h5py.File(run_dir / "result.h5") as f:
+    with h5py.File(run_dir / "summary.h5") as f:
         assert f["omega_p"].attrs["unit"] == "km/s/kpc"
-        assert np.allclose(np.sort(f["omega_p/members"][()]), np.sort([m["omega_p"] for m in res["members"].values()]))
+        got = f["omega_p/potential_seed/members"][()]
+        assert np.allclose(np.sort(got), np.sort([m["omega_p"] for m in res["members"].values()]))
 
 
 def test_rerun_recomputes_nothing(tiny_run):
     root, run_dir, _ = tiny_run
-    files = sorted(p for p in run_dir.rglob("*.h5") if p.name != "result.h5")
+    files = sorted(p for p in run_dir.rglob("*.h5") if p.name != "summary.h5")
     before = {p: _digest(p) for p in files}
     p = dpot("run", *_sets(run_dir), cwd=root)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -94,8 +96,8 @@ def test_incompatible_config_is_refused(tiny_run):
 
 
 def test_bad_config_stops_before_any_work(tmp_path):
-    p = dpot("run", "--set", f"run.dir={tmp_path / 'r'}", "--set", "df.n_flows=-1", cwd=tmp_path)
-    assert p.returncode != 0 and "df.n_flows: expected a value in [1, inf]" in p.stderr
+    p = dpot("run", "--set", f"run.dir={tmp_path / 'r'}", "--set", "ensemble.df_seed=-1", cwd=tmp_path)
+    assert p.returncode != 0 and "ensemble.df_seed: expected a value in [1, inf]" in p.stderr
     assert not (tmp_path / "r").exists()
 
 

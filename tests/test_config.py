@@ -15,25 +15,31 @@ def test_shipped_config_yaml_is_the_documented_defaults():
 
 
 def test_overrides_are_typed():
-    cfg = load_config(None, ["df.n_flows=5", "potential.fixed_omega_kms_kpc=0", "frame.v_sun_kms=[11, 240, 7]"])
-    assert cfg.df.n_flows == 5 and isinstance(cfg.df.n_flows, int)
+    cfg = load_config(None, ["ensemble.df_seed=5", "potential.fixed_omega_kms_kpc=0", "frame.v_sun_kms=[11, 240, 7]"])
+    assert cfg.ensemble.df_seed == 5 and isinstance(cfg.ensemble.df_seed, int)
     assert cfg.potential.fixed_omega_kms_kpc == 0.0
     assert cfg.frame.v_sun_kms == [11, 240, 7]
+    cfg = load_config(None, ["catalogue.gaia_columns.parallax=plx"])
+    assert cfg.catalogue.gaia_columns["parallax"] == "plx" and cfg.catalogue.gaia_columns["ra"] == "ra"
 
 
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("df.n_flow=2", r"df\.n_flow: unknown key"),
-        ("dff.n_flows=2", r"dff: unknown key"),
-        ("df.n_flows=two", r"df\.n_flows: expected an integer, got 'two'"),
-        ("df.n_flows=0", r"df\.n_flows: expected a value in \[1, inf\]"),
+        ("df.max_epoch=2", r"df\.max_epoch: unknown key"),
+        ("dff.max_epochs=2", r"dff: unknown key"),
+        ("df.max_epochs=two", r"df\.max_epochs: expected an integer, got 'two'"),
+        ("ensemble.df_seed=0", r"ensemble\.df_seed: expected a value in \[1, inf\]"),
+        ("ensemble.obs_noise=2", r"ensemble\.obs_noise: needs catalogue\.format: gaia"),
+        ("ensemble.df_seed_potentials=1", r"ensemble\.df_seed_potentials: expected true or false"),
         ("catalogue.r_max_kpc=-1", r"catalogue\.r_max_kpc: expected a value in \[0\.05, 10\.0\] \(kpc\)"),
         ("run.device=tpu", r"run\.device: expected one of"),
         ("frame.v_sun_kms=[1, 2]", r"frame\.v_sun_kms: expected 3 numbers"),
         ("mock.components=[{sigma_kms: -3, fraction: 1}]", r"mock\.components\[0\]\.sigma_kms: expected a positive number"),
         ("summary.shell_r_max_kpc=2", r"summary\.shell_r_max_kpc: must not exceed catalogue\.r_max_kpc"),
         ("potential.alpha=abc", r"potential\.alpha: expected a number"),
+        ("catalogue.columns.xx=a", r"catalogue\.columns\.xx: unknown column key"),
+        ("cuts.ruwe_max=yes", r"cuts\.ruwe_max: expected a number"),
     ],
 )
 def test_bad_settings_name_the_key(override, message):
@@ -43,7 +49,7 @@ def test_bad_settings_name_the_key(override, message):
 
 def test_bad_yaml_file_names_the_file(tmp_path):
     p = tmp_path / "bad.yaml"
-    p.write_text("df:\n  n_flows: [1,\n")
+    p.write_text("df:\n  max_epochs: [1,\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_config(p)
     p.write_text("df:\n  max_epoch: 3\n")

@@ -19,7 +19,8 @@ SCRIPT = textwrap.dedent(
     torch.set_num_threads(1)
     from pathlib import Path
     from dpot_hpc.config import load_config
-    from dpot_hpc.members import MemberSpec, run_df_member, run_potential_member
+    from dpot_hpc.ensemble import MemberSpec
+    from dpot_hpc.members import run_df_member, run_potential_member
     from dpot_hpc.mock import sample, log_df_gradients
     from dpot_hpc.mockfile import mock_galaxy
     kind, run_dir = sys.argv[1], Path(sys.argv[2])

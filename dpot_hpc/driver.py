@@ -1,0 +1,218 @@
+"""The MPI driver: stages of ensemble members handed out dynamically across ranks.
+
+Every rank runs the same loop. Within a stage, a rank that finishes a member takes the next one
+from a shared counter (an MPI one-sided atomic fetch-and-add on rank 0), so members of unequal
+cost balance themselves; stages are separated by barriers because a cache needs its flows and a
+potential its cache. Rank 0 prepares the run folder first, and at the end gathers every potential
+member's scalars (``comm.gather``) and writes the summary. One rank binds to one GPU (its rank
+on the node modulo the GPUs it sees) or, without GPUs, to its share of the node's cores.
+
+Without mpiexec (or without an MPI library) the same code runs on one rank.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import Config
+from .ensemble import MemberSpec, stages, write_plan
+from .members import RunContext, baryon_density, run_member, status
+
+
+class SerialComm:
+    """The part of an mpi4py communicator the driver uses, for a single process without MPI."""
+
+    rank, size = 0, 1
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return 1
+
+    def bcast(self, obj, root=0):
+        return obj
+
+    def gather(self, obj, root=0):
+        return [obj]
+
+    def allgather(self, obj):
+        return [obj]
+
+    def Barrier(self):
+        pass
+
+    def Abort(self, code=1):
+        sys.exit(code)
+
+
+def world():
+    """MPI.COMM_WORLD, or a SerialComm when no MPI library can be loaded."""
+    try:
+        from mpi4py import MPI
+
+        return MPI.COMM_WORLD
+    except (ImportError, RuntimeError) as exc:  # mpi4py without an MPI library raises RuntimeError
+        print(f"dpot-hpc: MPI not available ({exc}); running on one process", file=sys.stderr)
+        return SerialComm()
+
+
+class Counter:
+    """A shared integer on rank 0 that any rank can fetch-and-add without rank 0's help."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.value = 0
+        self.win = None
+        if comm.Get_size() > 1:
+            from mpi4py import MPI
+
+            self._MPI = MPI
+            itemsize = np.dtype(np.int64).itemsize
+            self.win = MPI.Win.Allocate(itemsize if comm.Get_rank() == 0 else 0, itemsize, comm=comm)
+            if comm.Get_rank() == 0:
+                self.win.Lock(0)
+                self.win.Put(np.zeros(1, np.int64), 0)
+                self.win.Unlock(0)
+            comm.Barrier()
+
+    def add(self, n: int) -> int:
+        """Add n; return the value before."""
+        if self.win is None:
+            old = self.value
+            self.value += n
+            return old
+        out = np.zeros(1, np.int64)
+        self.win.Lock(0, self._MPI.LOCK_SHARED)
+        self.win.Fetch_and_op(np.array([n], np.int64), out, 0, 0, self._MPI.SUM)
+        self.win.Unlock(0)
+        return int(out[0])
+
+    def free(self) -> None:
+        if self.win is not None:
+            self.win.Free()
+
+
+@dataclass
+class Binding:
+    device: str
+    threads: int
+    local_rank: int
+    local_size: int
+
+
+def bind(comm, cfg: Config) -> Binding:
+    """One GPU per rank (local rank modulo visible GPUs), or a fair share of CPU threads."""
+    if comm.Get_size() > 1:
+        from mpi4py import MPI
+
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        local_rank, local_size = node.Get_rank(), node.Get_size()
+        node.Free()
+    else:
+        local_rank, local_size = 0, 1
+    want = cfg.run.device
+    cuda = torch.cuda.is_available() and want in ("auto", "cuda")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("run.device: cuda requested but torch sees no CUDA device")
+    if cuda:
+        gpu = local_rank % torch.cuda.device_count()
+        torch.cuda.set_device(gpu)
+        device = f"cuda:{gpu}"
+    else:
+        device = "cpu"
+    cores = int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or max(1, (os.cpu_count() or 1) // local_size)
+    threads = cfg.run.threads or cores
+    torch.set_num_threads(threads)
+    return Binding(device, threads, local_rank, local_size)
+
+
+def _fmt(s: float) -> str:
+    return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
+
+
+def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, t_run: float) -> dict[str, dict]:
+    """Run one stage's members, handed out dynamically; returns this rank's potential scalars."""
+    taken, done = Counter(comm), Counter(comm)
+    out = {}
+    t0 = time.monotonic()
+    n = len(specs)
+    try:
+        while (i := taken.add(1)) < n:
+            spec = specs[i]
+            was = status(spec.path(ctx.run_dir)) if spec.kind != "cache" else ("done" if spec.path(ctx.run_dir).exists() else "missing")
+            try:
+                scalars = run_member(spec, ctx)
+            except Exception:
+                print(f"dpot-hpc[rank {comm.Get_rank()}]: member {spec.key} failed:\n{traceback.format_exc()}",
+                      file=sys.stderr, flush=True)
+                comm.Abort(1)
+                raise
+            if scalars is not None:
+                out[spec.id] = scalars
+            d = done.add(1) + 1
+            started = min(taken.add(0), n)
+            el = time.monotonic() - t0
+            eta = el / d * (n - d) if d else 0.0
+            what = "was done" if was == "done" else "done"
+            print(f"dpot-hpc[rank {comm.Get_rank()}] {name} stage: {spec.id} {what}; {d}/{n} done, "
+                  f"{started - d} running, {n - started} left; stage {_fmt(el)}, run {_fmt(time.monotonic() - t_run)}, "
+                  f"stage ETA {_fmt(eta)}", file=sys.stderr, flush=True)
+        comm.Barrier()
+    finally:
+        taken.free()
+        done.free()
+    return out
+
+
+def run(cfg: Config, comm=None) -> dict | None:
+    """The whole job on every rank of comm; returns the summary on rank 0 (None elsewhere)."""
+    from .pipeline import catalogue_path, prepare_run_dir, prepared_sample, say, truth_of, write_summary
+
+    comm = comm if comm is not None else world()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    t_run = time.monotonic()
+    setup = None
+    if rank == 0:
+        try:
+            run_dir = prepare_run_dir(cfg)
+            cat = catalogue_path(cfg, run_dir)
+            prepared_sample(cfg, run_dir, cat)
+            rows = write_plan(cfg, run_dir)
+            setup = ("ok", str(cat), len(rows))
+        except Exception as exc:  # every rank must learn of it, or the others would wait forever
+            setup = ("error", exc, None)
+    setup = comm.bcast(setup, root=0)
+    if setup[0] == "error":
+        raise setup[1]
+    binding = bind(comm, cfg)
+    from pathlib import Path
+
+    ctx = RunContext(cfg, cfg.run_dir(), Path(setup[1]), binding.device, echo=True)
+    if rank == 0:
+        say(f"run folder {ctx.run_dir}: {setup[2]} members on {size} rank(s), "
+            f"{binding.device}, {binding.threads} thread(s) per rank")
+    mine: dict[str, dict] = {}
+    for name, specs in stages(cfg):
+        if rank == 0:
+            say(f"{name} stage: {len(specs)} members")
+        mine.update(run_stage(comm, name, specs, ctx, t_run))
+    gathered = comm.gather(mine, root=0)
+    if rank != 0:
+        return None
+    scalars = {}
+    for part in gathered:
+        scalars.update(part)
+    order = [s.id for s in stages(cfg)[2][1]]
+    scalars = {k: scalars[k] for k in order}
+    _, note = baryon_density(cfg, ctx.catalogue)
+    summary = write_summary(cfg, ctx.run_dir, scalars, truth_of(ctx.catalogue), note)
+    say(f"finished in {_fmt(time.monotonic() - t_run)}; summary in {ctx.run_dir / 'summary.json'}")
+    return summary

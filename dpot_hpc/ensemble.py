@@ -1,0 +1,140 @@
+"""The ensemble plan: which members exist, what each one reads and writes, and in which stage.
+
+Pipelines (METHOD.md, "Uncertainty pipelines"), sizes in the config's ``ensemble`` section:
+  df_seed         N flows on the prepared sample; their median is the best-fit DF
+                  (with ensemble.df_seed_potentials, also one potential on each single flow)
+  potential_seed  potentials on the best-fit DF (the best estimate is their median)
+  obs_noise       flows on samples re-prepared with Gaussian noise from the quoted errors, each with a potential
+  bootstrap       flows on stars resampled with replacement, each with a potential
+  x0_v0           potentials on the best-fit DF with R0, z_sun and v_sun drawn from their uncertainties
+Stages: df -> cache -> potential -> summary; members of one stage are independent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+
+STAGES = ("df", "cache", "potential")
+PIPELINES = ("df_seed", "potential_seed", "obs_noise", "bootstrap", "x0_v0")
+
+
+def member_seed(run_seed: int, member_id: str) -> int:
+    """Seed of a member: a hash of the run seed and the member id (stable across machines)."""
+    words = np.frombuffer(hashlib.sha256(member_id.encode()).digest()[:16], dtype=np.uint32)
+    ss = np.random.SeedSequence([int(run_seed), *map(int, words)])
+    return int(ss.generate_state(1, np.uint64)[0] % (2**62))
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One unit of work: kind 'df', 'cache' or 'potential', its pipeline and index.
+
+    The best-fit cache is MemberSpec('cache', 'best_fit', 0).
+    """
+
+    kind: str
+    pipeline: str
+    index: int
+
+    @property
+    def id(self) -> str:
+        return "best_fit" if self.pipeline == "best_fit" else f"{self.pipeline}-{self.index:03d}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.id}"
+
+    def path(self, run_dir: Path) -> Path:
+        return Path(run_dir) / self.kind / f"{self.id}.h5"
+
+    def log_path(self, run_dir: Path) -> Path:
+        return Path(run_dir) / "logs" / f"{self.kind}-{self.id}.log"
+
+    def seed(self, run_seed: int) -> int:
+        return member_seed(run_seed, self.key)
+
+
+BEST_FIT = MemberSpec("cache", "best_fit", 0)
+
+
+def df_members(cfg: Config) -> list[MemberSpec]:
+    e = cfg.ensemble
+    return [MemberSpec("df", p, i) for p, n in (("df_seed", e.df_seed), ("obs_noise", e.obs_noise),
+                                                ("bootstrap", e.bootstrap)) for i in range(n)]
+
+
+def cache_members(cfg: Config) -> list[MemberSpec]:
+    e = cfg.ensemble
+    single = [s for s in df_members(cfg) if s.pipeline != "df_seed" or e.df_seed_potentials]
+    needs_best = e.potential_seed > 0 or e.x0_v0 > 0 or not single
+    return ([BEST_FIT] if needs_best else []) + [MemberSpec("cache", s.pipeline, s.index) for s in single]
+
+
+def potential_members(cfg: Config) -> list[MemberSpec]:
+    e = cfg.ensemble
+    out = [MemberSpec("potential", "potential_seed", i) for i in range(e.potential_seed)]
+    out += [MemberSpec("potential", c.pipeline, c.index) for c in cache_members(cfg) if c != BEST_FIT]
+    out += [MemberSpec("potential", "x0_v0", i) for i in range(e.x0_v0)]
+    return out
+
+
+def cache_flows(cfg: Config, cache: MemberSpec) -> list[MemberSpec]:
+    """The DF members a cache is built from: all df_seed flows for the best fit, else its own flow."""
+    if cache == BEST_FIT:
+        return [MemberSpec("df", "df_seed", i) for i in range(cfg.ensemble.df_seed)]
+    return [MemberSpec("df", cache.pipeline, cache.index)]
+
+
+def potential_cache(spec: MemberSpec) -> MemberSpec:
+    """The cache a potential member trains on."""
+    if spec.pipeline in ("potential_seed", "x0_v0"):
+        return BEST_FIT
+    return MemberSpec("cache", spec.pipeline, spec.index)
+
+
+def stages(cfg: Config) -> list[tuple[str, list[MemberSpec]]]:
+    return [("df", df_members(cfg)), ("cache", cache_members(cfg)), ("potential", potential_members(cfg))]
+
+
+def inputs(cfg: Config, spec: MemberSpec) -> str:
+    """What a member reads, in words (for the plan table)."""
+    if spec.kind == "df":
+        return {"df_seed": "prepared.h5", "obs_noise": f"samples/{spec.id}.h5 (noise from quoted errors)",
+                "bootstrap": "prepared.h5, rows resampled with replacement"}[spec.pipeline]
+    if spec.kind == "cache":
+        return ", ".join(s.key for s in cache_flows(cfg, spec))
+    extra = " with drawn R0, z_sun, v_sun" if spec.pipeline == "x0_v0" else ""
+    return potential_cache(spec).key + extra
+
+
+def plan_rows(cfg: Config) -> list[dict]:
+    rows = []
+    for stage, specs in stages(cfg):
+        for s in specs:
+            rows.append({"stage": stage, "id": s.id, "kind": s.kind, "pipeline": s.pipeline, "index": s.index,
+                         "seed": s.seed(cfg.run.seed), "inputs": inputs(cfg, s),
+                         "output": str(Path(s.kind) / f"{s.id}.h5")})
+    return rows
+
+
+def format_plan(rows: list[dict]) -> str:
+    head = f"{'stage':9s} {'member':20s} {'seed':>20s}  {'output':32s} inputs"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['stage']:9s} {r['id']:20s} {r['seed']:20d}  {r['output']:32s} {r['inputs']}")
+    return "\n".join(lines)
+
+
+def write_plan(cfg: Config, run_dir: Path) -> list[dict]:
+    from .checkpoints import atomic_write_text
+
+    rows = plan_rows(cfg)
+    atomic_write_text(Path(run_dir) / "plan.json", json.dumps({"stages": list(STAGES) + ["summary"], "members": rows}, indent=2))
+    return rows

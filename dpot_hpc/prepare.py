@@ -1,0 +1,207 @@
+"""The prepared sample: input catalogue -> quality cuts -> heliocentric Galactic Cartesian stars
+inside the selection sphere, written to HDF5 with units and provenance. The DF stage reads only
+prepared samples.
+
+Cuts, in this order, each reported with the number of stars it removed:
+  gaia format: finite astrometry (ra, dec, parallax, pmra, pmdec), radial velocity present,
+  parallax > 0, parallax_over_error >= cuts.parallax_over_error_min, ruwe <= cuts.ruwe_max,
+  cuts.abs_mag_g_min <= M_G <= cuts.abs_mag_g_max; all formats: inside catalogue.r_max_kpc.
+Rows with NaN or infinite values are dropped (gaia: counted above) or, for Cartesian columns,
+an error naming the column and the number of rows.
+
+Layout of prepared.h5: x y z [kpc], vx vy vz [km/s] (heliocentric Galactic Cartesian, velocities
+relative to the Sun); for gaia input also the observables and their errors (for the noise
+resampling) and source_id when present; attrs ``provenance`` (JSON: input file, size, sha256,
+format, rows read, cuts with counts, frame, selection radius, noise seed, version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoints import atomic_h5
+from .config import Config, sun_frame
+from .constants import PHASE_SPACE_COLUMNS, PHASE_SPACE_UNITS
+from .frames import galcen_to_helio
+from .gaia import ERRORS, OBSERVABLE_UNITS, OBSERVABLES, absolute_g, add_noise, observables_to_helio
+from .catalog import CatalogueError, TableReader
+
+
+def file_sha256(path: Path, block: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class CutCounter:
+    """Ordered cut names with the stars each removed."""
+
+    def __init__(self):
+        self.removed: dict[str, int] = {}
+
+    def apply(self, name: str, keep: np.ndarray) -> np.ndarray:
+        self.removed[name] = self.removed.get(name, 0) + int((~keep).sum())
+        return keep
+
+    def report(self, n_in: int) -> list[list]:
+        rows, left = [], n_in
+        for name, n in self.removed.items():
+            left -= n
+            rows.append([name, n, left])
+        return rows
+
+
+def _gaia_chunk(cfg: Config, cols: dict, cuts: CutCounter, rng: np.random.Generator | None, path: Path):
+    """Cuts and transform of one chunk of Gaia columns (keys are Gaia names)."""
+    c = cfg.cuts
+    keep = np.ones(len(cols["ra"]), dtype=bool)
+    finite = np.ones_like(keep)
+    for name in ("ra", "dec", "parallax", "pmra", "pmdec"):
+        finite &= np.isfinite(cols[name])
+    keep &= cuts.apply("finite astrometry", finite)
+    keep &= cuts.apply("radial velocity present", np.isfinite(cols["radial_velocity"]) | ~keep)
+    obs = {k: v[keep] for k, v in cols.items()}
+    if rng is not None:
+        obs = add_noise(obs, rng)
+    sel = cuts.apply("parallax > 0", obs["parallax"] > 0)
+    if c.parallax_over_error_min is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            poe = obs["parallax"] / obs["parallax_error"]
+        sel &= cuts.apply(f"parallax_over_error >= {c.parallax_over_error_min:g}", (poe >= c.parallax_over_error_min) | ~sel)
+    if c.ruwe_max is not None:
+        sel &= cuts.apply(f"ruwe <= {c.ruwe_max:g}", (obs["ruwe"] <= c.ruwe_max) | ~sel)
+    if c.abs_mag_g_min is not None or c.abs_mag_g_max is not None:
+        mg = absolute_g(obs["phot_g_mean_mag"], obs["parallax"])
+        lo = -np.inf if c.abs_mag_g_min is None else c.abs_mag_g_min
+        hi = np.inf if c.abs_mag_g_max is None else c.abs_mag_g_max
+        sel &= cuts.apply(f"{lo:g} <= M_G <= {hi:g}", ((mg >= lo) & (mg <= hi)) | ~sel)
+    obs = {k: v[sel] for k, v in obs.items()}
+    x, v = observables_to_helio(obs) if len(obs["ra"]) else (np.zeros((0, 3)), np.zeros((0, 3)))
+    return x, v, obs
+
+
+def _cartesian_chunk(cfg: Config, cols: dict, path: Path, names: dict):
+    for c in PHASE_SPACE_COLUMNS:
+        bad = ~np.isfinite(cols[c])
+        if bad.any():
+            raise CatalogueError(
+                f"catalogue {path}: column {names[c]!r} ({c}) has {int(bad.sum())} NaN or infinite values "
+                f"in rows {np.flatnonzero(bad)[:5].tolist()}{'...' if bad.sum() > 5 else ''}"
+            )
+    x = np.stack([cols[c] for c in PHASE_SPACE_COLUMNS[:3]], axis=1).astype(np.float64)
+    v = np.stack([cols[c] for c in PHASE_SPACE_COLUMNS[3:]], axis=1).astype(np.float64)
+    if cfg.catalogue.format == "galactocentric":
+        xt, vt = galcen_to_helio(torch.from_numpy(x), torch.from_numpy(v), sun_frame(cfg))
+        x, v = xt.numpy(), vt.numpy()
+    return x, v, {}
+
+
+def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, noise_seed: int | None = None,
+                   log=print) -> dict:
+    """Read, cut and transform the catalogue; write the prepared sample; return its provenance.
+
+    noise_seed: add Gaussian noise drawn from the quoted errors to the observables before the
+    cuts and the transform (gaia format only), deterministically from this seed.
+    """
+    t0 = time.monotonic()
+    path = Path(input_path)
+    cat = cfg.catalogue
+    gaia = cat.format == "gaia"
+    if noise_seed is not None and not gaia:
+        raise CatalogueError(f"catalogue {path}: observational-noise resampling needs catalogue.format: gaia")
+    with TableReader(path, cat.hdf5_group) as reader:
+        if gaia:
+            need = list(OBSERVABLES)
+            if cfg.cuts.parallax_over_error_min is not None or noise_seed is not None:
+                need.append("parallax_error")
+            if noise_seed is not None:
+                need += ["pmra_error", "pmdec_error", "radial_velocity_error"]
+            if cfg.cuts.ruwe_max is not None:
+                need.append("ruwe")
+            if cfg.cuts.abs_mag_g_min is not None or cfg.cuts.abs_mag_g_max is not None:
+                need.append("phot_g_mean_mag")
+            keep_cols = [c for c in (*ERRORS, "source_id") if cat.gaia_columns[c] in reader.names]
+            need = list(dict.fromkeys(need + keep_cols))
+            names = {k: cat.gaia_columns[k] for k in need}
+            for k, n in names.items():
+                if n not in reader.names:
+                    reader.require([n], f" (Gaia {k}, catalogue.gaia_columns.{k}; needed for the configured cuts)")
+        else:
+            names = {k: cat.columns[k] for k in PHASE_SPACE_COLUMNS}
+            reader.require(list(names.values()), " (catalogue.columns)")
+        inverse = {v: k for k, v in names.items()}
+        cuts = CutCounter()
+        xs, vs, extras = [], [], {}
+        n_in = reader.n_rows
+        for i, chunk in enumerate(reader.chunks(list(names.values()), cat.chunk_rows)):
+            cols = {inverse[n]: a for n, a in chunk.items()}
+            if gaia:
+                rng = None if noise_seed is None else np.random.default_rng([noise_seed, i])
+                x, v, obs = _gaia_chunk(cfg, {k: (a if k == "source_id" else a.astype(np.float64)) for k, a in cols.items()}, cuts, rng, path)
+            else:
+                x, v, obs = _cartesian_chunk(cfg, cols, path, names)
+            inside = cuts.apply(f"|x| < {cat.r_max_kpc:g} kpc", np.linalg.norm(x, axis=1) < cat.r_max_kpc)
+            xs.append(x[inside])
+            vs.append(v[inside])
+            for k, a in obs.items():
+                extras.setdefault(k, []).append(a[inside])
+            log(f"prepare: rows {min((i + 1) * cat.chunk_rows, n_in)}/{n_in}, kept {sum(len(a) for a in xs)}")
+    x, v = np.concatenate(xs), np.concatenate(vs)
+    report = cuts.report(n_in)
+    if len(x) < cfg.cuts.min_stars:
+        table = "; ".join(f"{name}: -{n} -> {left}" for name, n, left in report)
+        raise CatalogueError(
+            f"catalogue {path}: {len(x)} of {n_in} stars survive the selection, fewer than cuts.min_stars = "
+            f"{cfg.cuts.min_stars} ({table})"
+        )
+    prov = {
+        "input": str(path.resolve()), "bytes": path.stat().st_size, "sha256": file_sha256(path),
+        "format": cat.format, "rows_read": n_in, "cuts": report, "n_stars": len(x),
+        "frame": {k: v for k, v in cfg.to_dict()["frame"].items()}, "r_max_kpc": cat.r_max_kpc,
+        "noise_seed": noise_seed, "version": __version__,
+    }
+    with atomic_h5(out_path) as f:
+        w = np.concatenate([x, v], axis=1)
+        for j, (name, unit) in enumerate(zip(PHASE_SPACE_COLUMNS, PHASE_SPACE_UNITS)):
+            f.create_dataset(name, data=w[:, j]).attrs["unit"] = unit
+        for k, parts in extras.items():
+            f.create_dataset(k, data=np.concatenate(parts)).attrs["unit"] = OBSERVABLE_UNITS.get(k, "")
+        f.attrs["provenance"] = json.dumps(prov)
+    log(f"prepare: {len(x)} of {n_in} stars kept in {time.monotonic() - t0:.1f}s -> {out_path}")
+    for name, n, left in report:
+        log(f"  cut {name:34s} removed {n:10d}, left {left:10d}")
+    return prov
+
+
+def read_prepared(path: str | Path) -> tuple[torch.Tensor, dict]:
+    """(stars (N, 6) float64 tensor, provenance) of a prepared sample."""
+    with h5py.File(path, "r") as f:
+        w = np.stack([f[c][()] for c in PHASE_SPACE_COLUMNS], axis=1)
+        return torch.from_numpy(w), json.loads(f.attrs["provenance"])
+
+
+def bootstrap_indices(n: int, seed: int) -> np.ndarray:
+    """n row indices drawn with replacement (deterministic in seed)."""
+    return np.random.default_rng(seed).integers(0, n, size=n)
+
+
+def draw_sun(cfg: Config, seed: int):
+    """A SunFrame with R0, z_sun and v_sun drawn from their 1-sigma uncertainties (frame section)."""
+    from .frames import SunFrame
+
+    f = cfg.frame
+    rng = np.random.default_rng(seed)
+    r0 = f.r0_kpc + f.r0_err_kpc * rng.standard_normal()
+    z = f.z_sun_kpc + f.z_sun_err_kpc * rng.standard_normal()
+    v = np.asarray(f.v_sun_kms, dtype=float) + np.asarray(f.v_sun_err_kms, dtype=float) * rng.standard_normal(3)
+    return SunFrame(float(r0), float(z), tuple(float(a) for a in v), f.roll_deg)

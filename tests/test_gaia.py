@@ -1,0 +1,127 @@
+"""Gaia observables through astropy: round trip, cuts with counts, noise and bootstrap resampling."""
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from astropy.table import Table
+
+from dpot_hpc.catalog import CatalogueError
+from dpot_hpc.config import load_config
+from dpot_hpc.frames import SunFrame, helio_to_galcen
+from dpot_hpc.gaia import helio_to_observables
+from dpot_hpc.mockfile import write_mock
+from dpot_hpc.prepare import bootstrap_indices, draw_sun, prepare_sample, read_prepared
+
+GAIA = ["catalogue.format=gaia", "cuts.min_stars=100", "catalogue.chunk_rows=3000", "mock.n_stars=10000"]
+
+
+@pytest.fixture(scope="module")
+def mock_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gaia") / "mock.h5"
+    write_mock(path, load_config(None, GAIA), log=lambda m: None)
+    return path
+
+
+def _prep(tmp_path, src, *settings, noise_seed=None, name="p.h5"):
+    cfg = load_config(None, [*GAIA, *settings])
+    prov = prepare_sample(cfg, src, tmp_path / name, noise_seed=noise_seed, log=lambda m: None)
+    return read_prepared(tmp_path / name)[0], prov
+
+
+def test_round_trip_through_gaia_observables(mock_file, tmp_path):
+    """Mock Galactocentric stars -> observables -> prepared sample: the same heliocentric coordinates."""
+    w, prov = _prep(tmp_path, mock_file, "cuts.parallax_over_error_min=null")
+    with h5py.File(mock_file) as f:
+        truth = np.stack([f[c][()] for c in ("x", "y", "z", "vx", "vy", "vz")], axis=1)
+    assert w.shape == truth.shape
+    rel = np.abs(w.numpy() - truth) / np.abs(truth).max(axis=0)
+    assert rel.max() < 1e-9
+    assert [c[0] for c in prov["cuts"]] == ["finite astrometry", "radial velocity present", "parallax > 0",
+                                           "ruwe <= 1.4", "|x| < 1 kpc"]
+
+
+def test_galactocentric_input_matches_heliocentric(mock_file, tmp_path):
+    sun = SunFrame(r0_kpc=8.3, z_sun_kpc=0.025, v_sun_kms=(11.1, 232.2, 7.25))
+    with h5py.File(mock_file) as f:
+        x = torch.from_numpy(np.stack([f[c][()] for c in ("x", "y", "z")], axis=1))
+        v = torch.from_numpy(np.stack([f[c][()] for c in ("vx", "vy", "vz")], axis=1))
+    xg, vg = helio_to_galcen(x, v, sun)
+    with h5py.File(tmp_path / "gc.h5", "w") as f:
+        for i, c in enumerate("xyz"):
+            f[c] = xg[:, i].numpy()
+            f["v" + c] = vg[:, i].numpy()
+    w, _ = _prep(tmp_path, tmp_path / "gc.h5", "catalogue.format=galactocentric", "frame.r0_kpc=8.3",
+                 "frame.z_sun_kpc=0.025", "frame.v_sun_kms=[11.1, 232.2, 7.25]")
+    assert np.allclose(w[:, :3].numpy(), x.numpy(), atol=1e-12)
+    assert np.allclose(w[:, 3:].numpy(), v.numpy(), atol=1e-10)
+
+
+def test_cuts_report_what_they_removed(mock_file, tmp_path):
+    with h5py.File(mock_file) as f:
+        cols = {k: f[k][()] for k in ("ra", "dec", "parallax", "pmra", "pmdec", "radial_velocity", "parallax_error",
+                                      "pmra_error", "pmdec_error", "radial_velocity_error", "phot_g_mean_mag", "ruwe")}
+    n = len(cols["ra"])
+    cols["radial_velocity"][:100] = np.nan  # no RV
+    cols["parallax"][100:110] = -0.5  # negative parallax
+    cols["pmra"][110:115] = np.nan  # 2-parameter solutions
+    cols["ruwe"][200:250] = 2.0
+    cols["parallax_error"][300:400] = cols["parallax"][300:400]  # parallax_over_error = 1
+    Table(cols).write(tmp_path / "g.fits")
+    w, prov = _prep(tmp_path, tmp_path / "g.fits", "cuts.abs_mag_g_max=3.0")
+    removed = {name: k for name, k, _ in prov["cuts"]}
+    assert removed["finite astrometry"] == 5
+    assert removed["radial velocity present"] == 100
+    assert removed["parallax > 0"] == 10
+    assert removed["parallax_over_error >= 10"] == 100
+    assert removed["ruwe <= 1.4"] == 50
+    mg = cols["phot_g_mean_mag"] + 5 * np.log10(cols["parallax"].clip(1e-9)) - 10
+    survivors = np.ones(n, bool)
+    survivors[:115] = False
+    survivors[200:250] = False
+    survivors[300:400] = False
+    assert removed["-inf <= M_G <= 3"] == int((survivors & (mg > 3.0)).sum())
+    assert prov["cuts"][-1][2] == w.shape[0]
+
+
+def test_noise_resampling_matches_the_quoted_errors(mock_file, tmp_path):
+    """Chi-square of (noisy - true) parallaxes over the quoted errors follows chi2(N)."""
+    settings = ("cuts.parallax_over_error_min=null", "cuts.ruwe_max=null", "catalogue.r_max_kpc=10")
+    w0, _ = _prep(tmp_path, mock_file, *settings, name="a.h5")
+    _prep(tmp_path, mock_file, *settings, noise_seed=5, name="b.h5")
+    _prep(tmp_path, mock_file, *settings, noise_seed=5, name="c.h5")
+    with h5py.File(tmp_path / "b.h5") as fb, h5py.File(tmp_path / "c.h5") as fc, h5py.File(mock_file) as fm:
+        ids = fb["source_id"][()]
+        dp = fb["parallax"][()] - fm["parallax"][()][ids]
+        chi2 = float(np.sum((dp / fb["parallax_error"][()]) ** 2))
+        assert np.array_equal(fb["parallax"][()], fc["parallax"][()])  # same seed, same sample
+    n = len(dp)
+    assert abs(chi2 - n) < 4 * math.sqrt(2 * n)  # chi2(N) has mean N and sd sqrt(2N)
+    assert abs(np.mean(dp / 0.02)) < 4 / math.sqrt(n)
+
+
+def test_bootstrap_and_frame_draws_are_deterministic(default_config):
+    a, b = bootstrap_indices(1000, 3), bootstrap_indices(1000, 3)
+    assert len(a) == 1000 and np.array_equal(a, b) and len(np.unique(a)) < 1000
+    assert not np.array_equal(a, bootstrap_indices(1000, 4))
+    suns = [draw_sun(default_config, s) for s in range(400)]
+    r0 = np.array([s.r0_kpc for s in suns])
+    assert abs(r0.mean() - 8.122) < 4 * 0.031 / 20 and abs(r0.std() / 0.031 - 1) < 0.15
+    assert draw_sun(default_config, 7) == draw_sun(default_config, 7)
+
+
+def test_bad_gaia_inputs(mock_file, tmp_path):
+    with pytest.raises(CatalogueError, match=r"column 'plx' missing \(Gaia parallax, catalogue\.gaia_columns\.parallax"):
+        _prep(tmp_path, mock_file, "catalogue.gaia_columns.parallax=plx")
+    with h5py.File(mock_file) as f:
+        cols = {k: f[k][()] for k in ("ra", "dec", "parallax", "pmra", "pmdec", "radial_velocity", "parallax_error")}
+    Table(cols).write(tmp_path / "noruwe.fits")
+    with pytest.raises(CatalogueError, match=r"column 'ruwe' missing \(Gaia ruwe"):
+        _prep(tmp_path, tmp_path / "noruwe.fits")
+    with pytest.raises(CatalogueError, match="fewer than cuts.min_stars"):
+        _prep(tmp_path, mock_file, "cuts.parallax_over_error_min=1e9")
+    with pytest.raises(CatalogueError, match="needs catalogue.format: gaia"):
+        cfg = load_config(None, ["cuts.min_stars=100"])
+        prepare_sample(cfg, mock_file, tmp_path / "x.h5", noise_seed=1, log=lambda m: None)

@@ -1,0 +1,156 @@
+"""The MPI driver with a real mpiexec (the mpich wheel) and several ranks, on tiny members."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from dpot_hpc.checkpoints import load_tree
+from dpot_hpc.summary import SCALARS, ensemble_report
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+TINY = ["mock.n_stars=3000", "ensemble.df_seed=2", "ensemble.potential_seed=2", "ensemble.bootstrap=1",
+        "ensemble.x0_v0=1", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=3", "df.batch_size=256",
+        "cache.n_points=1500", "potential.hidden=[16, 16]", "potential.steps=40", "potential.batch_size=256",
+        "potential.penalty_points=32", "potential.checkpoint_every_steps=10", "summary.grid_spacing_kpc=0.05",
+        "run.threads=1"]
+
+
+def _cmd(run_dir, extra=()):
+    sets = []
+    for s in [*TINY, f"run.dir={run_dir}", *extra]:
+        sets += ["--set", s]
+    return [sys.executable, "-m", "dpot_hpc.cli", "run", *sets]
+
+
+def _env():
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def mpirun(n, run_dir, extra=(), timeout=600):
+    assert MPIEXEC, "mpiexec not found: install the test extras (pip install -e '.[test,mpi]')"
+    return subprocess.run([MPIEXEC, "-n", str(n), *_cmd(run_dir, extra)], env=_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def serial(run_dir, extra=()):
+    return subprocess.run(_cmd(run_dir, extra), env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def member_files(run_dir):
+    return sorted(p.relative_to(run_dir) for p in Path(run_dir).glob("*/*.h5") if p.parts[-2] in ("df", "cache", "potential"))
+
+
+def weights(path):
+    with h5py.File(path) as f:
+        if "model" in f:
+            return {k: v.numpy() for k, v in load_tree(f["model"]).items()}
+        return {k: f[k][()] for k in ("x", "grad_x", "grad_v")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("serial") / "run"
+    p = serial(run_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return run_dir
+
+
+def test_three_ranks_equal_one_process(reference, tmp_path):
+    p = mpirun(3, tmp_path / "run")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "on 3 rank(s)" in p.stderr
+    ranks_used = {ln.split("]")[0] for ln in p.stderr.splitlines() if ln.startswith("dpot-hpc[rank")}
+    assert len(ranks_used) > 1  # the work really was shared
+    files = member_files(reference)
+    assert files == member_files(tmp_path / "run") and len(files) == 5 + 4 + 5
+    for rel in files:
+        a, b = weights(reference / rel), weights(tmp_path / "run" / rel)
+        for k in a:
+            assert np.array_equal(a[k], b[k]), (rel, k)
+    s_ref = json.loads((reference / "summary.json").read_text())
+    s_mpi = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s_ref["members"] == s_mpi["members"] and s_ref["best"] == s_mpi["best"]
+
+
+def _digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_killed_mpi_job_resumes(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    assert MPIEXEC
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", *_cmd(run_dir)], env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = list((run_dir / "cache").glob("*.h5"))
+        if done:  # the DF stage is over: kill launcher and ranks at once
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {}
+    for p in run_dir.glob("*/*.h5"):
+        if p.parts[-2] in ("df", "potential"):
+            with h5py.File(p) as f:
+                if f.attrs["status"] == "done":
+                    finished[p] = _digest(p)
+        elif p.parts[-2] == "cache":
+            finished[p] = _digest(p)
+    assert any(p.parts[-2] == "df" for p in finished)
+    assert not (run_dir / "summary.json").exists()
+    again = mpirun(2, run_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for p, d in finished.items():
+        assert _digest(p) == d, p  # finished members were neither retrained nor rewritten
+    for p in finished:
+        if p.parts[-2] == "df":
+            assert f"{p.stem} was done" in again.stderr
+    s_ref = json.loads((reference / "summary.json").read_text())
+    s_new = json.loads((run_dir / "summary.json").read_text())
+    assert s_ref["members"] == s_new["members"] and s_ref["best"] == s_new["best"]
+
+
+def test_more_ranks_than_members_and_a_pipeline_off(tmp_path):
+    extra = ["ensemble.df_seed=1", "ensemble.potential_seed=1", "ensemble.bootstrap=0", "ensemble.x0_v0=0"]
+    p = mpirun(4, tmp_path / "run", extra)
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert list(s["members"]) == ["potential_seed-000"] and list(s["pipelines"]) == ["potential_seed"]
+    assert not list((tmp_path / "run" / "df").glob("bootstrap-*"))
+
+
+def test_one_rank_under_mpiexec(reference, tmp_path):
+    p = mpirun(1, tmp_path / "run")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["members"] == \
+        json.loads((reference / "summary.json").read_text())["members"]
+
+
+def test_report_matches_numpy():
+    rng = np.random.default_rng(0)
+    members = {f"{p}-{i:03d}": {k: float(rng.normal()) for k in SCALARS}
+               for p, n in (("potential_seed", 7), ("bootstrap", 5), ("x0_v0", 1)) for i in range(n)}
+    rep = ensemble_report(members)
+    for pipe, n in (("potential_seed", 7), ("bootstrap", 5)):
+        for k in SCALARS:
+            v = [members[f"{pipe}-{i:03d}"][k] for i in range(n)]
+            p16, p50, p84 = np.percentile(v, [16, 50, 84])
+            st = rep["pipelines"][pipe][k]
+            assert st["median"] == p50 and st["p16"] == p16 and st["half_width"] == (p84 - p16) / 2
+    for k in SCALARS:
+        hw = [rep["pipelines"][p][k]["half_width"] for p in ("potential_seed", "bootstrap")]
+        assert rep["best"][k]["combined_half_width"] == pytest.approx(np.hypot(*hw), rel=1e-12)
+        assert rep["best"][k]["median"] == rep["pipelines"]["potential_seed"][k]["median"]
