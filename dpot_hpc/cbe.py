@@ -43,6 +43,21 @@ def omega_vector_galcen(omega_p: torch.Tensor) -> torch.Tensor:
     return torch.stack([zero, zero, -omega_p])
 
 
+_FRAME_VECTORS: dict = {}
+
+
+def _helio_frame_vectors(sun: SunFrame, dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Galactic centre [kpc], Sun's Galactocentric velocity [km/s], Galactocentric z axis), all in
+    heliocentric axes, as tensors; computed once per frame, dtype and device."""
+    key = (sun, dtype, str(device))
+    if key not in _FRAME_VECTORS:
+        rot, _, v_sun = sun.affine()
+        like = torch.empty(0, dtype=dtype, device=device)
+        _FRAME_VECTORS[key] = (_as(galactic_centre_helio(sun), like), _as(rot.T @ v_sun, like),
+                               _as(omega_axis_helio(sun), like))
+    return _FRAME_VECTORS[key]
+
+
 def residual_heliocentric(
     x_h: torch.Tensor,
     v_h: torch.Tensor,
@@ -58,11 +73,8 @@ def residual_heliocentric(
     those, accel_h = -grad Phi in heliocentric axes; omega_p the pattern speed in km/s/kpc.
     Only the rotation term depends on the Sun's Galactocentric position and velocity.
     """
-    rot, _, v_sun = sun.affine()
-    x_rel = x_h - _as(galactic_centre_helio(sun), x_h)
-    v_in = v_h + _as(rot.T @ v_sun, v_h)
-    omega = -omega_p * _as(omega_axis_helio(sun), x_h)
-    return residual(x_rel, v_in, grad_x, grad_v, accel_h, omega)
+    gc, v_sun_h, axis = _helio_frame_vectors(sun, x_h.dtype, x_h.device)
+    return residual(x_h - gc, v_h + v_sun_h, grad_x, grad_v, accel_h, -omega_p * axis)
 
 
 def residual_galactocentric(

@@ -66,12 +66,26 @@ def run(config_path, overrides):
 @main.command()
 @config_option
 @set_option
-def plan(config_path, overrides):
-    """Print the ensemble plan (members, seeds, inputs, outputs by stage)."""
+@click.option("--ranks", type=int, multiple=True, help="Predict the wall time on this many ranks (repeatable).")
+@click.option("--stars", type=int, default=None, help="Stars in the prepared sample (default: the mock's n_stars).")
+@click.option("--costs", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON of seconds per member on one rank for the reference sizes: df, cache, cache_per_flow, potential.")
+def plan(config_path, overrides, ranks, stars, costs):
+    """Print the ensemble plan (members, seeds, inputs, outputs by stage) and predicted wall times."""
     from .ensemble import format_plan, plan_rows
+    from .schedule import format_prediction, load_costs, simulate
 
     cfg = _load(config_path, overrides)
     click.echo(format_plan(plan_rows(cfg)))
+    try:
+        table = load_costs(costs)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for n in ranks:
+        if n < 1:
+            raise click.ClickException("--ranks: expected a positive number of ranks")
+        click.echo("")
+        click.echo(format_prediction(simulate(cfg, n, stars or cfg.mock.n_stars, table), n))
 
 
 @main.command()

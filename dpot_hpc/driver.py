@@ -200,10 +200,13 @@ def run(cfg: Config, comm=None) -> dict | None:
         say(f"run folder {ctx.run_dir}: {setup[2]} members on {size} rank(s), "
             f"{binding.device}, {binding.threads} thread(s) per rank")
     mine: dict[str, dict] = {}
+    timing = {"setup": time.monotonic() - t_run}
     for name, specs in stages(cfg):
         if rank == 0:
             say(f"{name} stage: {len(specs)} members")
+        t0 = time.monotonic()
         mine.update(run_stage(comm, name, specs, ctx, t_run))
+        timing[name] = time.monotonic() - t0
     gathered = comm.gather(mine, root=0)
     if rank != 0:
         return None
@@ -213,6 +216,7 @@ def run(cfg: Config, comm=None) -> dict | None:
     order = [s.id for s in stages(cfg)[2][1]]
     scalars = {k: scalars[k] for k in order}
     _, note = baryon_density(cfg, ctx.catalogue)
-    summary = write_summary(cfg, ctx.run_dir, scalars, truth_of(ctx.catalogue), note)
+    timing["ranks"] = size
+    summary = write_summary(cfg, ctx.run_dir, scalars, truth_of(ctx.catalogue), note, timing)
     say(f"finished in {_fmt(time.monotonic() - t_run)}; summary in {ctx.run_dir / 'summary.json'}")
     return summary

@@ -99,14 +99,18 @@ def truth_of(cat_path: Path) -> dict | None:
 
 
 def write_summary(cfg: Config, run_dir: Path, member_scalars: dict[str, dict], truth: dict | None,
-                  baryon_note: str) -> dict:
-    """Write summary.json and summary.h5 from every potential member's scalars; return the summary."""
+                  baryon_note: str, timing: dict | None = None) -> dict:
+    """Write summary.json and summary.h5 from every potential member's scalars; return the summary.
+
+    timing: wall seconds per stage of this invocation (and the rank count), reported as is.
+    """
     report = ensemble_report(member_scalars)
     summary = {
         **report,
         "units": SCALARS,
         "truth": truth,
         "members": member_scalars,
+        "timing_s": timing or {},
         "settings": {
             "shell_kpc": [cfg.summary.shell_r_min_kpc, cfg.summary.shell_r_max_kpc],
             "arc_dr_kpc": cfg.summary.arc_dr_kpc,

@@ -1,0 +1,73 @@
+"""Predicted wall time of a plan on N ranks: a simulation of the driver's scheduler.
+
+Within a stage, members are taken in plan order by whichever rank is free first (as the driver
+does); stages end at barriers. Member costs (seconds on one rank) come from a cost table per kind,
+scaled by each member's size relative to the reference sizes below: measured on this project's
+reference machine (2 CPU cores, 1 rank, 2 threads) for the default configuration, or given per
+device by the user (``dpot-hpc plan --costs costs.json``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from pathlib import Path
+
+from .config import Config
+from .ensemble import MemberSpec, cache_flows, stages
+
+#: Seconds per member for the reference sizes (default config, 2 CPU cores): measured, see
+#: docs/recovery.md. Keys: df (200k stars x 30 epochs), cache (100k points, 1 flow; add
+#: per_flow for each further flow), potential (3000 steps x 1024 points).
+REFERENCE_COSTS_S = {"df": 100.0, "cache": 8.0, "cache_per_flow": 4.0, "potential": 75.0}
+REFERENCE = {"stars_epochs": 200_000 * 30, "points": 100_000, "steps_batch": 3000 * 1024}
+
+
+def member_cost(cfg: Config, spec: MemberSpec, n_stars: int, costs: dict) -> float:
+    """Predicted seconds for one member on one rank."""
+    if spec.kind == "df":
+        return costs["df"] * n_stars * cfg.df.max_epochs / REFERENCE["stars_epochs"]
+    if spec.kind == "cache":
+        k = len(cache_flows(cfg, spec))
+        return (costs["cache"] + costs["cache_per_flow"] * (k - 1)) * cfg.cache.n_points / REFERENCE["points"]
+    return costs["potential"] * cfg.potential.steps * cfg.potential.batch_size / REFERENCE["steps_batch"]
+
+
+def simulate(cfg: Config, ranks: int, n_stars: int, costs: dict | None = None) -> dict:
+    """{stage: {wall_s, busy_s, idle_s, members}} and the total, for the plan on ``ranks`` ranks."""
+    costs = {**REFERENCE_COSTS_S, **(costs or {})}
+    out, total = {}, 0.0
+    for name, specs in stages(cfg):
+        free = [(0.0, r) for r in range(ranks)]
+        heapq.heapify(free)
+        busy = 0.0
+        for spec in specs:
+            t, r = heapq.heappop(free)
+            c = member_cost(cfg, spec, n_stars, costs)
+            busy += c
+            heapq.heappush(free, (t + c, r))
+        wall = max(t for t, _ in free) if specs else 0.0
+        out[name] = {"members": len(specs), "wall_s": wall, "busy_s": busy, "idle_s": wall * ranks - busy}
+        total += wall
+    out["total_s"] = total
+    return out
+
+
+def load_costs(path: str | Path | None) -> dict | None:
+    if path is None:
+        return None
+    data = json.loads(Path(path).read_text())
+    unknown = set(data) - set(REFERENCE_COSTS_S)
+    if unknown:
+        raise ValueError(f"{path}: unknown cost keys {sorted(unknown)} (known: {sorted(REFERENCE_COSTS_S)})")
+    return data
+
+
+def format_prediction(pred: dict, ranks: int) -> str:
+    lines = [f"predicted on {ranks} rank(s):", f"{'stage':10s} {'members':>7s} {'wall':>10s} {'idle':>8s}"]
+    for name in ("df", "cache", "potential"):
+        p = pred[name]
+        idle = p["idle_s"] / (p["wall_s"] * ranks) if p["wall_s"] else 0.0
+        lines.append(f"{name:10s} {p['members']:7d} {p['wall_s'] / 3600:9.2f}h {idle:8.0%}")
+    lines.append(f"{'total':10s} {'':7s} {pred['total_s'] / 3600:9.2f}h")
+    return "\n".join(lines)
