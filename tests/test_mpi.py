@@ -73,7 +73,7 @@ def test_three_ranks_equal_one_process(reference, tmp_path):
     ranks_used = {ln.split("]")[0] for ln in p.stderr.splitlines() if ln.startswith("dpot-hpc[rank")}
     assert len(ranks_used) > 1  # the work really was shared
     files = member_files(reference)
-    assert files == member_files(tmp_path / "run") and len(files) == 5 + 4 + 5
+    assert files == member_files(tmp_path / "run") and len(files) == 3 + 2 + 4
     for rel in files:
         a, b = weights(reference / rel), weights(tmp_path / "run" / rel)
         for k in a:
