@@ -25,7 +25,6 @@ HERE = Path(__file__).resolve().parent
 
 def make_fits(path: Path, rows: int, seed: int = 1) -> None:
     """Gaia-like FITS from the built-in mock (10% of rows without a radial velocity)."""
-    import torch
     from astropy.table import Table
 
     from dpot_hpc.config import load_config

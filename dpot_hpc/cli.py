@@ -1,4 +1,4 @@
-"""The command line: dpot-hpc run | plan | prepare | mock | evaluate."""
+"""The command line: dpot-hpc run | plan | prepare | setup | member | summary | slurm | mock | evaluate."""
 
 from __future__ import annotations
 
@@ -61,6 +61,98 @@ def run(config_path, overrides):
     click.echo("\nPer pipeline (median +- 16-84 half-width):")
     click.echo(format_pipelines(summary["pipelines"]))
     click.echo(f"\nwritten: {Path(cfg.run.dir) / 'summary.json'}, {Path(cfg.run.dir) / 'summary.h5'}")
+
+
+@main.command()
+@config_option
+@set_option
+def setup(config_path, overrides):
+    """Prepare the run folder: config check, mock (if needed), prepared sample, plan.json."""
+    from .driver import setup as do_setup
+    from .pipeline import RunFolderError
+
+    cfg = _load(config_path, overrides)
+    try:
+        cat, n = do_setup(cfg)
+    except (*USER_ERRORS, RunFolderError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{cfg.run.dir}: set up, {n} members, catalogue {cat}")
+
+
+@main.command()
+@config_option
+@set_option
+@click.option("--stage", required=True, type=click.Choice(["df", "cache", "potential"]), help="Stage of the member.")
+@click.option("--index", required=True, type=int, help="Index of the member within its stage (plan order).")
+def member(config_path, overrides, stage, index):
+    """Run one member of a set-up run folder (e.g. a Slurm array task); resumes or skips as needed."""
+    from .driver import run_one
+    from .pipeline import RunFolderError
+
+    cfg = _load(config_path, overrides)
+    try:
+        run_one(cfg, stage, index)
+    except (*USER_ERRORS, RunFolderError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@config_option
+@set_option
+def summary(config_path, overrides):
+    """Write summary.json/summary.h5 from the finished potential members and print the table."""
+    from .driver import summarize
+    from .pipeline import catalogue_path
+    from .summary import format_pipelines, format_table
+
+    cfg = _load(config_path, overrides)
+    try:
+        s = summarize(cfg, catalogue_path(cfg, cfg.run_dir()))
+    except (*USER_ERRORS, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_table(s["best"], s["truth"]))
+    click.echo(format_pipelines(s["pipelines"]))
+
+
+@main.command()
+@config_option
+@set_option
+@click.option("--account", default=None, help="Slurm account (--account).")
+@click.option("--partition", default=None, help="Slurm partition.")
+@click.option("--time", "time_", default="04:00:00", show_default=True, help="Time limit per task.")
+@click.option("--cpus-per-task", default=8, show_default=True, type=int)
+@click.option("--gpus-per-task", default=0, show_default=True, type=int)
+@click.option("--mem", default=None, help="Memory per task (e.g. 32G).")
+@click.option("--max-parallel", default=None, type=int, help="At most K array tasks at once (--array=...%K).")
+@click.option("--container", default=None, help="Apptainer image: run each task as `apptainer exec --nv IMAGE dpot-hpc`.")
+@click.option("--bind", "binds", multiple=True, help="Apptainer bind mount (repeatable), e.g. /scratch/data.")
+@click.option("--submit", is_flag=True, help="Submit the chain with sbatch and print the job ids.")
+def slurm(config_path, overrides, account, partition, time_, cpus_per_task, gpus_per_task, mem, max_parallel,
+          container, binds, submit):
+    """Render (and --submit) the job-array chain: setup -> df -> cache -> potential -> summary."""
+    from .pipeline import RunFolderError, prepare_run_dir
+    from .slurm import SlurmOptions, render, submit as do_submit
+
+    cfg = _load(config_path, overrides)
+    command = "dpot-hpc"
+    if container:
+        bind_args = "".join(f" --bind {b}" for b in binds)
+        command = f"apptainer exec --nv{bind_args} {container} dpot-hpc"
+    try:
+        prepare_run_dir(cfg)
+    except RunFolderError as exc:
+        raise click.ClickException(str(exc)) from None
+    opts = SlurmOptions(account, partition, time_, cpus_per_task, gpus_per_task, mem, max_parallel, command)
+    scripts = render(cfg, opts)
+    for name, path in scripts:
+        click.echo(f"{name:10s} {path}")
+    if submit:
+        try:
+            ids = do_submit(scripts)
+        except (RuntimeError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None
+        for name, jid in ids:
+            click.echo(f"submitted {name:10s} job {jid}")
 
 
 @main.command()

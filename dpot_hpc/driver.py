@@ -17,6 +17,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -172,32 +173,76 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, t_run: 
     return out
 
 
+def setup(cfg: Config) -> tuple[Path, int]:
+    """The run folder, the catalogue (mock if needed), the prepared sample and the plan (rank 0's
+    work before any member runs). Returns (catalogue path, number of members)."""
+    from .pipeline import catalogue_path, prepare_run_dir, prepared_sample
+
+    run_dir = prepare_run_dir(cfg)
+    cat = catalogue_path(cfg, run_dir)
+    prepared_sample(cfg, run_dir, cat)
+    rows = write_plan(cfg, run_dir)
+    return cat, len(rows)
+
+
+def summarize(cfg: Config, catalogue: Path, scalars: dict[str, dict] | None = None, timing: dict | None = None) -> dict:
+    """Write the summary from the potential members' scalars (read from their files if not given)."""
+    from .members import load_potential_member
+    from .pipeline import truth_of, write_summary
+
+    order = stages(cfg)[2][1]
+    if scalars is None:
+        missing = [s.id for s in order if status(s.path(cfg.run_dir())) != "done"]
+        if missing:
+            raise RuntimeError(f"cannot summarise {cfg.run_dir()}: potential members not finished: {', '.join(missing)}")
+        scalars = {s.id: load_potential_member(s.path(cfg.run_dir()))[2] for s in order}
+    scalars = {s.id: scalars[s.id] for s in order}
+    _, note = baryon_density(cfg, catalogue)
+    return write_summary(cfg, cfg.run_dir(), scalars, truth_of(catalogue), note, timing)
+
+
+def run_one(cfg: Config, stage: str, index: int) -> dict | None:
+    """Run member ``index`` of ``stage`` in this process (a Slurm array task); the run folder must
+    have been set up. Finished members are skipped; interrupted ones resume."""
+    from .pipeline import catalogue_path
+
+    names = [n for n, _ in stages(cfg)]
+    if stage not in names:
+        raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(names)})")
+    specs = dict(stages(cfg))[stage]
+    if not 0 <= index < len(specs):
+        raise ValueError(f"stage {stage} has {len(specs)} members (indices 0..{len(specs) - 1}), not {index}")
+    if not (cfg.run_dir() / "plan.json").exists():
+        raise RuntimeError(f"{cfg.run_dir()} is not set up: run `dpot-hpc setup` first")
+    from .pipeline import prepare_run_dir
+
+    prepare_run_dir(cfg)  # refuses an incompatible folder
+    binding = bind(SerialComm(), cfg)
+    ctx = RunContext(cfg, cfg.run_dir(), catalogue_path(cfg, cfg.run_dir()), binding.device)
+    return run_member(specs[index], ctx)
+
+
 def run(cfg: Config, comm=None) -> dict | None:
     """The whole job on every rank of comm; returns the summary on rank 0 (None elsewhere)."""
-    from .pipeline import catalogue_path, prepare_run_dir, prepared_sample, say, truth_of, write_summary
+    from .pipeline import say
 
     comm = comm if comm is not None else world()
     rank, size = comm.Get_rank(), comm.Get_size()
     t_run = time.monotonic()
-    setup = None
+    result = None
     if rank == 0:
         try:
-            run_dir = prepare_run_dir(cfg)
-            cat = catalogue_path(cfg, run_dir)
-            prepared_sample(cfg, run_dir, cat)
-            rows = write_plan(cfg, run_dir)
-            setup = ("ok", str(cat), len(rows))
+            cat, n = setup(cfg)
+            result = ("ok", str(cat), n)
         except Exception as exc:  # every rank must learn of it, or the others would wait forever
-            setup = ("error", exc, None)
-    setup = comm.bcast(setup, root=0)
-    if setup[0] == "error":
-        raise setup[1]
+            result = ("error", exc, None)
+    result = comm.bcast(result, root=0)
+    if result[0] == "error":
+        raise result[1]
     binding = bind(comm, cfg)
-    from pathlib import Path
-
-    ctx = RunContext(cfg, cfg.run_dir(), Path(setup[1]), binding.device, echo=True)
+    ctx = RunContext(cfg, cfg.run_dir(), Path(result[1]), binding.device, echo=True)
     if rank == 0:
-        say(f"run folder {ctx.run_dir}: {setup[2]} members on {size} rank(s), "
+        say(f"run folder {ctx.run_dir}: {result[2]} members on {size} rank(s), "
             f"{binding.device}, {binding.threads} thread(s) per rank")
     mine: dict[str, dict] = {}
     timing = {"setup": time.monotonic() - t_run}
@@ -213,10 +258,7 @@ def run(cfg: Config, comm=None) -> dict | None:
     scalars = {}
     for part in gathered:
         scalars.update(part)
-    order = [s.id for s in stages(cfg)[2][1]]
-    scalars = {k: scalars[k] for k in order}
-    _, note = baryon_density(cfg, ctx.catalogue)
     timing["ranks"] = size
-    summary = write_summary(cfg, ctx.run_dir, scalars, truth_of(ctx.catalogue), note, timing)
+    summary = summarize(cfg, ctx.catalogue, scalars, timing)
     say(f"finished in {_fmt(time.monotonic() - t_run)}; summary in {ctx.run_dir / 'summary.json'}")
     return summary

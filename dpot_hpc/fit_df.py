@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-import h5py
 import torch
 
-from .checkpoints import atomic_h5, load_tree, save_tree
 from .config import DFSection
 from .flows import Flow
 from .progress import MemberLog

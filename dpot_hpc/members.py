@@ -24,7 +24,7 @@ from . import __version__
 from .checkpoints import atomic_h5, load_tree, save_tree
 from .cache import build_cache, read_cache, write_cache
 from .config import Config, DFSection, PotentialSection, sun_frame
-from .ensemble import BEST_FIT, MemberSpec, cache_flows, member_seed, potential_cache
+from .ensemble import MemberSpec, cache_flows, potential_cache
 from .frames import SunFrame
 from .fit_df import build_flow, train_flow
 from .fit_potential import build_potential, train_potential

@@ -116,3 +116,23 @@ def test_evaluate_matches_the_python_api(tiny_run, tmp_path):
     one = dpot_hpc.load_potential(run_dir / "potential/potential_seed-000.h5")
     assert one.acceleration(pts).shape == (3, 3)
     assert str(pot.acceleration(pts).unit) == "km / (Myr s)"
+
+
+def test_gaia_input_with_noise_and_bootstrap_pipelines(tmp_path):
+    """The main job on Gaia-format columns, with the obs_noise and bootstrap pipelines switched on."""
+    extra = ["catalogue.format=gaia", "ensemble.df_seed=1", "ensemble.potential_seed=1", "ensemble.obs_noise=1",
+             "ensemble.bootstrap=1", "ensemble.x0_v0=1", "mock.parallax_error_mas=0.05"]
+    p = dpot("run", *_sets(tmp_path / "run", extra), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert sorted(s["pipelines"]) == ["bootstrap", "obs_noise", "potential_seed", "x0_v0"]
+    with h5py.File(tmp_path / "run" / "prepared.h5") as a, h5py.File(tmp_path / "run" / "samples/obs_noise-000.h5") as b:
+        assert json.loads(a.attrs["provenance"])["format"] == "gaia"
+        assert json.loads(b.attrs["provenance"])["noise_seed"] is not None
+        ids = np.intersect1d(a["source_id"][()], b["source_id"][()])
+        pa = dict(zip(a["source_id"][()], a["parallax"][()]))
+        pb = dict(zip(b["source_id"][()], b["parallax"][()]))
+        diff = np.array([pb[i] - pa[i] for i in ids])
+        assert len(ids) > 1000 and 0.03 < diff.std() < 0.07  # the quoted 0.05 mas noise
+    with h5py.File(tmp_path / "run" / "potential/x0_v0-000.h5") as f:
+        assert json.loads(f.attrs["sun"])["r0_kpc"] != 8.122

@@ -11,7 +11,6 @@ from astropy.table import Table
 from dpot_hpc.catalog import CatalogueError
 from dpot_hpc.config import load_config
 from dpot_hpc.frames import SunFrame, helio_to_galcen
-from dpot_hpc.gaia import helio_to_observables
 from dpot_hpc.mockfile import write_mock
 from dpot_hpc.prepare import bootstrap_indices, draw_sun, prepare_sample, read_prepared
 

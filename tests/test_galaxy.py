@@ -5,7 +5,7 @@ import math
 import torch
 
 from dpot_hpc.constants import LAPLACIAN_TO_RHO_MSUN_PC3, MSUN_PER_KPC3_TO_MSUN_PER_PC3
-from dpot_hpc.frames import SunFrame, helio_to_galcen
+from dpot_hpc.frames import helio_to_galcen
 from dpot_hpc.galaxy import GalaxyModel, accel_and_laplacian
 
 POINTS_GC = torch.tensor(

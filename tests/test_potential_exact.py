@@ -49,7 +49,6 @@ def test_accelerations(fitted):
 
 def test_static_fit_is_worse_for_a_rotating_mock(mock, mock_sample):
     """Fixing Omega_p = 0 cannot make the rotating mock's residual vanish: the fitted loss is higher."""
-    cfg = load_config(None, ["potential.steps=300", "potential.batch_size=1024", "potential.penalty_points=64"])
     keep = torch.linalg.vector_norm(mock_sample.x_h, dim=-1) < 0.9
     x, v = mock_sample.x_h[keep][:20000], mock_sample.v_h[keep][:20000]
     _, gx, gv = log_df_gradients(mock, mock_sample.log_c, x, v)
