@@ -51,7 +51,7 @@ class SerialComm:
         pass
 
     def Abort(self, code=1):
-        sys.exit(code)
+        """Nothing to abort on one process: the caller re-raises the member's exception."""
 
 
 def world():
