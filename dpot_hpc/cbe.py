@@ -71,7 +71,9 @@ def residual_heliocentric(
 
     x_h in kpc from the Sun, v_h in km/s relative to the Sun, gradients of ln f with respect to
     those, accel_h = -grad Phi in heliocentric axes; omega_p the pattern speed in km/s/kpc.
-    Only the rotation term depends on the Sun's Galactocentric position and velocity.
+    The Sun's Galactocentric position enters through the rotation axis (the pattern term) and its
+    velocity through the inertial velocity v = v_h + v_sun (the moving heliocentric frame's own
+    time derivative); the DF's gradients and Phi do not depend on either.
     """
     gc, v_sun_h, axis = _helio_frame_vectors(sun, x_h.dtype, x_h.device)
     return residual(x_h - gc, v_h + v_sun_h, grad_x, grad_v, accel_h, -omega_p * axis)

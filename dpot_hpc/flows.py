@@ -1,9 +1,9 @@
 """Normalizing flows for the distribution function f(x, v).
 
 A masked autoregressive flow (MAF; Papamakarios et al. 2017) of affine transforms whose
-conditioners are MADE networks with SiLU activations and a tanh-bounded log-scale, each preceded
-by an elementwise monotone sum-of-tanh transform: the density is infinitely differentiable
-(C-infinity), so the gradients of ln f that the potential consumes are smooth. Density evaluation is one pass per transform; sampling is sequential (6 passes).
+conditioners are MADE networks with SiLU activations and a tanh-bounded log-scale: the density
+is infinitely differentiable (C-infinity), so the gradients of ln f that the potential consumes
+are smooth. Density evaluation is one pass per transform; sampling is sequential (6 passes).
 The flow works on standardised coordinates; ``log_prob`` takes physical heliocentric phase-space
 coordinates (kpc, km/s) and returns ln f in stars per kpc^3 (km/s)^3 when ``n_stars`` is set.
 """
@@ -56,43 +56,6 @@ class MADE(nn.Module):
         return shift, LOG_SCALE_BOUND * torch.tanh(raw / LOG_SCALE_BOUND)
 
 
-class MonotoneTanh(nn.Module):
-    """Elementwise smooth monotone bijection y = x + sum_k a_k tanh(b_k x + c_k), a_k, b_k > 0.
-
-    It lets each coordinate's distribution be far from Gaussian (a narrow disc core with broad
-    wings), which stacks of affine transforms fit poorly. C-infinity; the inverse is found by
-    bisection (x lies within sum_k a_k of y).
-    """
-
-    def __init__(self, k: int = 8):
-        super().__init__()
-        self.a = nn.Parameter(torch.full((D, k), -5.0))  # softplus(-5) ~ 0.007: starts near the identity
-        self.b = nn.Parameter(torch.zeros(D, k))
-        self.c = nn.Parameter(torch.linspace(-2.0, 2.0, k).repeat(D, 1))
-
-    def _ab(self):
-        return nn.functional.softplus(self.a), nn.functional.softplus(self.b) + 0.1
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = self._ab()
-        t = torch.tanh(b * x[..., None] + self.c)
-        y = x + (a * t).sum(-1)
-        logdet = torch.log1p((a * b * (1 - t * t)).sum(-1)).sum(-1)
-        return y, logdet
-
-    @torch.no_grad()
-    def inverse(self, y: torch.Tensor, iterations: int = 60) -> torch.Tensor:
-        a, _ = self._ab()
-        span = a.sum(-1)
-        lo, hi = y - span, y + span
-        for _ in range(iterations):
-            mid = 0.5 * (lo + hi)
-            up = self.forward(mid)[0] > y
-            hi = torch.where(up, mid, hi)
-            lo = torch.where(up, lo, mid)
-        return 0.5 * (lo + hi)
-
-
 def ball_to_space(x: torch.Tensor, r_max: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Map the selection ball |x| < r_max onto R^3 radially, y = x * r_max atanh(r/r_max) / r.
 
@@ -130,7 +93,6 @@ class Flow(nn.Module):
         g = torch.Generator().manual_seed(int(order_seed))
         orders = [torch.randperm(D, generator=g) for _ in range(transforms)]
         self.made = nn.ModuleList([MADE(o, hidden) for o in orders])
-        self.marginal = nn.ModuleList([MonotoneTanh() for _ in orders])
         self.register_buffer("mean", torch.zeros(D, dtype=torch.float64))
         self.register_buffer("std", torch.ones(D, dtype=torch.float64))
         self.register_buffer("log_n_stars", torch.zeros((), dtype=torch.float64))
@@ -143,23 +105,21 @@ class Flow(nn.Module):
     def to_base(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised points -> base (standard normal) points and ln|det| of the map."""
         logdet = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
-        for marginal, made in zip(self.marginal, self.made):
-            z, ld = marginal(z)
-            logdet = logdet + ld
+        for made in self.made:
             shift, log_scale = made(z)
             z = (z - shift) * torch.exp(-log_scale)
             logdet = logdet - log_scale.sum(-1)
         return z, logdet
 
     def from_base(self, u: torch.Tensor) -> torch.Tensor:
-        """Inverse of to_base (sequential: D passes per transform, bisection for the marginals)."""
+        """Inverse of to_base (sequential: D passes per transform)."""
         with torch.no_grad():
-            for marginal, made in zip(reversed(self.marginal), reversed(self.made)):
+            for made in reversed(self.made):
                 x = torch.zeros_like(u)
                 for _ in range(D):
                     shift, log_scale = made(x)
                     x = u * torch.exp(log_scale) + shift
-                u = marginal.inverse(x)
+                u = x
         return u
 
     def log_prob_standard(self, z: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from .ensemble import MemberSpec, cache_flows, stages
 #: Seconds per member for the reference sizes (default config, 2 CPU cores, one rank): measured in
 #: the default run, see docs/recovery.md. Keys: df (200k stars x 25 epochs), cache (100k points
 #: from 1 flow; cache_per_flow for each further flow), potential (3000 steps x 2048 points).
-REFERENCE_COSTS_S = {"df": 105.0, "cache": 3.0, "cache_per_flow": 2.2, "potential": 130.0}
+REFERENCE_COSTS_S = {"df": 95.0, "cache": 3.0, "cache_per_flow": 2.2, "potential": 130.0}
 REFERENCE = {"stars_epochs": 200_000 * 25, "points": 100_000, "steps_batch": 3000 * 2048}
 
 

@@ -69,8 +69,7 @@ def test_potential_fields_forward_laplacian_matches_autograd():
 
 
 def test_flow_sampling_inverts_the_density_map():
-    """from_base is the inverse of to_base (affine MADEs and monotone marginals), and ln f includes
-    the Jacobian of the ball map: ln f of a sample equals the base density minus all log-dets."""
+    """from_base inverts to_base, and samples land inside the selection ball."""
     from dpot_hpc.flows import Flow
 
     torch.manual_seed(1)
