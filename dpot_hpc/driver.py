@@ -94,8 +94,14 @@ class Claims:
             return i
         return None
 
-    def taken(self) -> int:
-        return sum(1 for _ in self.root.iterdir())
+    def finish(self, i: int) -> None:
+        (self.root / f"{i}.done").touch()
+
+    def counts(self) -> tuple[int, int]:
+        """(members started, members finished) over all ranks."""
+        names = [p.name for p in self.root.iterdir()]
+        done = sum(n.endswith(".done") for n in names)
+        return len(names) - done, done
 
 
 @dataclass
@@ -144,7 +150,6 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
     out = {}
     t0 = time.monotonic()
     n = len(specs)
-    done = 0
     while (i := claims.take(n, rank)) is not None:
         spec = specs[i]
         path = spec.path(ctx.run_dir)
@@ -158,12 +163,13 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
             raise
         if scalars is not None:
             out[spec.id] = scalars
-        done += 1
-        started = claims.taken()
+        claims.finish(i)
+        started, done = claims.counts()
         el = time.monotonic() - t0
+        eta = el / done * (n - done) if done else 0.0  # at the rate members finished so far
         print(f"dpot-hpc[rank {rank}] {name} stage: {spec.id} {'was done' if was == 'done' else 'done'}; "
-              f"{started}/{n} started, {n - started} left, {done} done by this rank; stage {_fmt(el)}, "
-              f"run {_fmt(time.monotonic() - t_run)}", file=sys.stderr, flush=True)
+              f"{done}/{n} done, {started - done} running, {n - started} left; stage {_fmt(el)}, "
+              f"run {_fmt(time.monotonic() - t_run)}, stage ETA {_fmt(eta)}", file=sys.stderr, flush=True)
     comm.Barrier()
     return out
 

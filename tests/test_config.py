@@ -38,6 +38,8 @@ def test_overrides_are_typed():
         ("mock.components=[{sigma_kms: -3, fraction: 1}]", r"mock\.components\[0\]\.sigma_kms: expected a positive number"),
         ("summary.shell_r_max_kpc=2", r"summary\.shell_r_max_kpc: must not exceed catalogue\.r_max_kpc"),
         ("potential.alpha=abc", r"potential\.alpha: expected a number"),
+        ("frame.r0_kpc=40", r"frame\.r0_kpc: expected a value in \[4\.0, 12\.0\] \(kpc\)"),
+        ("frame.z_sun_kpc=20.8", r"frame\.z_sun_kpc: expected a value in \[-0\.2, 0\.2\] \(kpc\)"),
         ("catalogue.columns.xx=a", r"catalogue\.columns\.xx: unknown column key"),
         ("cuts.ruwe_max=yes", r"cuts\.ruwe_max: expected a number"),
     ],

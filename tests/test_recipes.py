@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from dpot_hpc.config import load_config
 from dpot_hpc.slurm import SlurmOptions, render
