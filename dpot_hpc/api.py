@@ -104,7 +104,10 @@ def read_points(path) -> np.ndarray:
             else:
                 raise ValueError(f"points file {path}: expected a dataset 'x' (N, 3) or datasets 'x', 'y', 'z' (kpc)")
     else:
-        pts = np.loadtxt(path, ndmin=2)
+        try:
+            pts = np.loadtxt(path, ndmin=2)
+        except ValueError as exc:
+            raise ValueError(f"points file {path}: not rows of three numbers x y z in kpc ({exc})") from None
     if pts.ndim != 2 or pts.shape[1] != 3 or not np.isfinite(pts).all():
         raise ValueError(f"points file {path}: expected N rows of 3 finite numbers (x, y, z in kpc), got shape {pts.shape}")
     return pts.astype(np.float64)

@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from .checkpoints import atomic_h5, atomic_write_text
-from .config import Config, config_from_dict
+from .config import Config, ConfigError, config_from_dict
 from .mockfile import read_truth, write_mock
 from .prepare import prepare_sample
 from .summary import SCALARS, ensemble_report
@@ -59,7 +59,11 @@ def prepare_run_dir(cfg: Config) -> Path:
     run_dir = cfg.run_dir()
     saved = run_dir / "config.yaml"
     if saved.exists():
-        old = config_from_dict(yaml.safe_load(saved.read_text()) or {})
+        try:
+            old = config_from_dict(yaml.safe_load(saved.read_text()) or {})
+        except ConfigError as exc:
+            raise RunFolderError(f"run folder {run_dir} was made by another version of dpot-hpc "
+                                 f"({saved}: {exc}); use a new run.dir") from None
         diffs = _diff(old.to_dict(), cfg.to_dict())
         if diffs:
             raise RunFolderError(
