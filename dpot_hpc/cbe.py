@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .frames import SunFrame, _as, galactic_centre_helio, helio_to_galcen, omega_axis_helio
+from .frames import SunFrame, _as, galactic_centre_helio, helio_to_galcen, helio_vectors_to_galcen, omega_axis_helio
 
 
 def residual(
@@ -89,7 +89,6 @@ def residual_galactocentric(
     sun: SunFrame,
 ) -> torch.Tensor:
     """The same residual, computed after transforming every vector to Galactocentric axes."""
-    rot, _, _ = sun.affine()
-    R = _as(rot, x_h)
     x_gc, v_gc = helio_to_galcen(x_h, v_h, sun)
-    return residual(x_gc, v_gc, grad_x @ R.T, grad_v @ R.T, accel_h @ R.T, omega_vector_galcen(omega_p))
+    to_gc = [helio_vectors_to_galcen(vec, sun) for vec in (grad_x, grad_v, accel_h)]
+    return residual(x_gc, v_gc, *to_gc, omega_vector_galcen(omega_p))

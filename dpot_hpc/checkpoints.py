@@ -106,7 +106,3 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     tmp.write_text(text)
     os.replace(tmp, path)
 
-
-def rng_state() -> dict:
-    """The global torch CPU RNG state (for checkpoints)."""
-    return {"torch_cpu": torch.get_rng_state()}

@@ -97,12 +97,6 @@ def helio_vectors_to_galcen(vec_h: torch.Tensor, sun: SunFrame) -> torch.Tensor:
     return vec_h @ _as(rot, vec_h).T
 
 
-def galcen_vectors_to_helio(vec_gc: torch.Tensor, sun: SunFrame) -> torch.Tensor:
-    """Rotate free vectors from Galactocentric to heliocentric axes."""
-    rot, _, _ = sun.affine()
-    return vec_gc @ _as(rot, vec_gc)
-
-
 def galactic_centre_helio(sun: SunFrame) -> np.ndarray:
     """Position of the Galactic centre in heliocentric Galactic Cartesian coordinates, kpc."""
     rot, x_sun, _ = sun.affine()

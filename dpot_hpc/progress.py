@@ -36,6 +36,3 @@ class MemberLog:
             self._handler.close()
             self._handler = None
 
-
-def null_log() -> MemberLog:
-    return MemberLog(None, "quiet", echo=False)
