@@ -1,4 +1,4 @@
-"""The command line: dpot-hpc run | plan | prepare | setup | member | summary | slurm | mock | evaluate."""
+"""The command line: dpot-hpc run | plan | prepare | setup | member | summary | slurm | mock | evaluate | selfcheck."""
 
 from __future__ import annotations
 
@@ -250,6 +250,29 @@ def evaluate(run_dir, points, out):
         f.attrs["omega_p_kms_kpc"] = pot.omega_p.value
         f.attrs["axes"] = "heliocentric Galactic Cartesian (x towards the Galactic centre)"
     click.echo(f"wrote {out} ({len(pts)} points, {len(pot.ids)} members)")
+
+
+@main.command()
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to run the numerical checks (auto: the GPU when torch sees one).")
+def selfcheck(device):
+    """Quick check of this installation (seconds): versions, devices, MPI library, and the exact-mock
+    CBE residual, the Laplacian, a short flow fit and HDF5 checkpoints on DEVICE. Exit status 1 if any fails."""
+    from .selfcheck import environment, pick_device, run_checks
+
+    try:
+        dev = pick_device(device)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in environment():
+        click.echo(line)
+    checks = run_checks(dev)
+    for c in checks:
+        click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<10} {dev:<5} {c.seconds:5.1f} s  {c.detail}")
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        raise click.ClickException(f"self-check failed: {', '.join(failed)}")
+    click.echo("self-check passed")
 
 
 if __name__ == "__main__":
