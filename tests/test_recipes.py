@@ -32,7 +32,7 @@ def test_shell_scripts_and_rendered_slurm_jobs_pass_shellcheck(tmp_path):
     (tmp_path / "run").mkdir()
     scripts = [p for _, p in render(cfg, SlurmOptions(account="acc", partition="gpu", gpus_per_task=1,
                                                        max_parallel=4, command="apptainer exec --nv dpot.sif dpot-hpc"))]
-    files = [*scripts, *(ROOT / "jobs").glob("*"), ROOT / "docker/install.sh", *(ROOT / "tests/slurm").glob("*.sh"),
+    files = [*scripts, *(ROOT / "jobs").glob("*"), *(ROOT / "docker").glob("*.sh"), *(ROOT / "tests/slurm").glob("*.sh"),
              ROOT / ".ci/run"]
     p = subprocess.run([tool("shellcheck"), "-s", "bash", *map(str, files)], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout
@@ -66,7 +66,17 @@ def test_apptainer_definition_parses_and_shares_the_install_script():
         assert (ROOT / src).exists(), src
     assert any("/opt/dpot-hpc/install.sh" in ln for ln in sec["post"])
     assert any("dpot-hpc" in ln and "exec" in ln for ln in sec["runscript"])
+    assert any("dpot-hpc selfcheck" in ln for ln in sec["test"])
     docker = (ROOT / "Dockerfile").read_text()
-    assert "COPY docker/install.sh /opt/dpot-hpc/install.sh" in docker and "/opt/dpot-hpc/install.sh" in docker
+    assert re.search(r"^COPY docker/install.sh docker/constraints.txt /opt/dpot-hpc/$", docker, re.M)
+    assert "RUN " in docker and "/opt/dpot-hpc/install.sh" in docker
+    # the runtime packages and the libmpi.so.12 link of the image's last stage are those of %post
+    last = docker.split("FROM ${CUDA_IMAGE}")[-1]
+    runtime = re.search(r"--no-install-recommends ([^\\\n]+)", last).group(1).split()
+    post = "\n".join(sec["post"])
+    for pkg in runtime:
+        assert re.search(rf"--no-install-recommends .*\b{re.escape(pkg)}\b", post), pkg
+    link = 'ln -s libmpich.so.12 "/usr/lib/$(uname -m)-linux-gnu/libmpi.so.12" && ldconfig'
+    assert link in last and link in post
     base = re.search(r"ARG CUDA_IMAGE=(\S+)", docker).group(1)
     assert base == header["From"]  # both recipes build on the same pinned base image
