@@ -1,6 +1,6 @@
 """The Dockerfile builds (podman, debootstrapped Debian base, CPU torch wheel) and the image runs:
 `dpot-hpc --version`, `dpot-hpc selfcheck` as the non-root user, and a two-rank mpiexec with the
-image's MPICH and the mpi4py compiled against it (docker/podman_check.sh does the work).
+image's MPICH loaded by mpi4py's wheel (docker/podman_check.sh does the work).
 
 .ci/run installs podman, runc and debootstrap and sets DPOT_REQUIRE_CONTAINER=1, so there a missing
 engine fails the test. Elsewhere (no podman, or not root) it is skipped with a loud message.
