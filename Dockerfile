@@ -25,7 +25,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 mpich libmpich12 \
  && rm -rf /var/lib/apt/lists/* \
- && ln -s libmpich.so.12 "/usr/lib/$(uname -m)-linux-gnu/libmpi.so.12" && ldconfig \
+ && ln -sf libmpich.so.12 "/usr/lib/$(uname -m)-linux-gnu/libmpi.so.12" && ldconfig \
  && (userdel --remove ubuntu 2>/dev/null || true) \
  && useradd --create-home --uid 1000 dpot
 COPY --from=build /opt/dpot-hpc/venv /opt/dpot-hpc/venv

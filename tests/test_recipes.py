@@ -76,7 +76,7 @@ def test_apptainer_definition_parses_and_shares_the_install_script():
     post = "\n".join(sec["post"])
     for pkg in runtime:
         assert re.search(rf"--no-install-recommends .*\b{re.escape(pkg)}\b", post), pkg
-    link = 'ln -s libmpich.so.12 "/usr/lib/$(uname -m)-linux-gnu/libmpi.so.12" && ldconfig'
+    link = 'ln -sf libmpich.so.12 "/usr/lib/$(uname -m)-linux-gnu/libmpi.so.12" && ldconfig'
     assert link in last and link in post
     base = re.search(r"ARG CUDA_IMAGE=(\S+)", docker).group(1)
     assert base == header["From"]  # both recipes build on the same pinned base image
