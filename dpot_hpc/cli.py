@@ -258,17 +258,18 @@ def evaluate(run_dir, points, out):
 def selfcheck(device):
     """Quick check of this installation (seconds): versions, devices, MPI library, and the exact-mock
     CBE residual, the Laplacian, a short flow fit and HDF5 checkpoints on DEVICE. Exit status 1 if any fails."""
-    from .selfcheck import environment, pick_device, run_checks
+    from .driver import pick_device
+    from .selfcheck import environment, run_checks
 
     try:
-        dev = pick_device(device)
+        dev = pick_device(device, key="--device")
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     for line in environment():
         click.echo(line)
     checks = run_checks(dev)
     for c in checks:
-        click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<10} {dev:<5} {c.seconds:5.1f} s  {c.detail}")
+        click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<10} {dev:<6} {c.seconds:5.1f} s  {c.detail}")
     failed = [c.name for c in checks if not c.ok]
     if failed:
         raise click.ClickException(f"self-check failed: {', '.join(failed)}")

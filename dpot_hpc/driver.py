@@ -112,6 +112,16 @@ class Binding:
     local_size: int
 
 
+def pick_device(want: str, local_rank: int = 0, key: str = "run.device") -> str:
+    """'cuda:<local_rank modulo visible GPUs>' when want is 'cuda', or 'auto' and a GPU is visible;
+    else 'cpu'. Asking for cuda without a GPU is an error naming ``key``."""
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{key}: cuda requested but torch sees no CUDA device")
+    if want in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return "cpu"
+
+
 def bind(comm, cfg: Config) -> Binding:
     """One GPU per rank (local rank modulo visible GPUs), or a fair share of CPU threads."""
     if comm.Get_size() > 1:
@@ -122,16 +132,9 @@ def bind(comm, cfg: Config) -> Binding:
         node.Free()
     else:
         local_rank, local_size = 0, 1
-    want = cfg.run.device
-    cuda = torch.cuda.is_available() and want in ("auto", "cuda")
-    if want == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("run.device: cuda requested but torch sees no CUDA device")
-    if cuda:
-        gpu = local_rank % torch.cuda.device_count()
-        torch.cuda.set_device(gpu)
-        device = f"cuda:{gpu}"
-    else:
-        device = "cpu"
+    device = pick_device(cfg.run.device, local_rank)
+    if device != "cpu":
+        torch.cuda.set_device(device)
     cores = int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or max(1, (os.cpu_count() or 1) // local_size)
     threads = cfg.run.threads or cores
     torch.set_num_threads(threads)

@@ -33,13 +33,6 @@ class Check:
     seconds: float
 
 
-def pick_device(want: str = "auto") -> str:
-    """'cuda' when asked for or available (auto), else 'cpu'."""
-    if want == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda requested but torch sees no CUDA device")
-    return "cuda" if want in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-
-
 def environment() -> list[str]:
     """Versions of the stack and the devices torch sees, one line each."""
     import astropy

@@ -1,5 +1,6 @@
 """`dpot-hpc selfcheck`: every check passes on this install; a device torch cannot use fails clearly."""
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -26,3 +27,15 @@ def test_cli_cuda_passes_on_a_gpu_and_is_a_clear_error_without_one():
         assert r.exit_code == 0 and "self-check passed" in r.output, r.output
     else:
         assert r.exit_code == 1 and "no CUDA device" in r.output
+
+
+def test_pick_device_binds_local_rank_modulo_gpus_and_names_the_key():
+    from dpot_hpc.driver import pick_device
+
+    assert pick_device("cpu", local_rank=5) == "cpu"
+    if torch.cuda.is_available():
+        assert pick_device("auto", local_rank=5) == f"cuda:{5 % torch.cuda.device_count()}"
+    else:
+        assert pick_device("auto", local_rank=5) == "cpu"
+        with pytest.raises(RuntimeError, match="run.device: cuda requested"):
+            pick_device("cuda")
