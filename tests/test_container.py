@@ -9,12 +9,10 @@ engine fails the test. Elsewhere (no podman, or not root) it is skipped with a l
 import os
 import shutil
 import subprocess
-import sys
 import uuid
-import warnings
 from pathlib import Path
 
-import pytest
+from conftest import skip_loudly_unless_required
 
 from dpot_hpc import __version__
 
@@ -35,13 +33,9 @@ def _engine_missing() -> str | None:
 def test_image_builds_and_passes_its_self_check():
     why = _engine_missing()
     if why:
-        if os.environ.get("DPOT_REQUIRE_CONTAINER"):
-            pytest.fail(f"DPOT_REQUIRE_CONTAINER is set but the container build cannot run: {why}")
-        msg = (f"CONTAINER BUILD SKIPPED: {why}. Install podman, runc and debootstrap as root "
-               "(as .ci/run does) to build the Dockerfile and run the image's self-check.")
-        warnings.warn(msg)
-        print("\n" + "!" * 80 + "\n" + msg + "\n" + "!" * 80, file=sys.stderr)
-        pytest.skip(msg)
+        skip_loudly_unless_required("DPOT_REQUIRE_CONTAINER", "container build", why,
+                                    "Install podman, runc and debootstrap as root (as .ci/run does) "
+                                    "to build the Dockerfile and run the image's self-check.")
     tag = f"localhost/dpot-hpc:test-{uuid.uuid4().hex[:8]}"
     try:
         p = subprocess.run(["bash", str(ROOT / "docker" / "podman_check.sh"), tag],

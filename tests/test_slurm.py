@@ -12,10 +12,10 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
+from conftest import skip_loudly_unless_required
 
 HERE = Path(__file__).resolve().parent
 TINY = ["mock.n_stars=3000", "ensemble.df_seed=2", "ensemble.potential_seed=2", "ensemble.bootstrap=1",
@@ -27,13 +27,9 @@ TINY = ["mock.n_stars=3000", "ensemble.df_seed=2", "ensemble.potential_seed=2", 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     if not (shutil.which("slurmctld") and shutil.which("munged")):
-        if os.environ.get("DPOT_REQUIRE_SLURM"):
-            pytest.fail("DPOT_REQUIRE_SLURM is set but slurmctld/munged are not installed")
-        msg = ("SLURM NOT INSTALLED: the Slurm job-array test is SKIPPED. Install it with "
-               "`apt-get install -y slurm-wlm munge` (as .ci/run does) to run it.")
-        warnings.warn(msg)
-        print("\n" + "!" * 80 + "\n" + msg + "\n" + "!" * 80, file=sys.stderr)
-        pytest.skip(msg)
+        skip_loudly_unless_required("DPOT_REQUIRE_SLURM", "Slurm job-array test",
+                                    "slurmctld/munged are not installed",
+                                    "Install them with `apt-get install -y slurm-wlm munge` (as .ci/run does).")
     d = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "SLURM_TEST_DIR": str(d), "SLURM_TEST_CPUS": "4"}
     subprocess.run(["bash", str(HERE / "slurm" / "start.sh")], env=env, check=True, timeout=120)
