@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 import traceback
 import uuid
@@ -26,6 +25,7 @@ import torch
 from .config import Config
 from .ensemble import MemberSpec, stages, write_plan
 from .members import RunContext, baryon_density, run_member, status
+from .progress import emit
 
 
 class SerialComm:
@@ -62,7 +62,7 @@ def world():
 
         return MPI.COMM_WORLD
     except (ImportError, RuntimeError) as exc:  # mpi4py without an MPI library raises RuntimeError
-        print(f"dpot-hpc: MPI not available ({exc}); running on one process", file=sys.stderr)
+        emit(f"dpot-hpc: MPI not available ({exc}); running on one process")
         return SerialComm()
 
 
@@ -160,8 +160,7 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
         try:
             scalars = run_member(spec, ctx)
         except Exception:
-            print(f"dpot-hpc[rank {rank}]: member {spec.key} failed:\n{traceback.format_exc()}",
-                  file=sys.stderr, flush=True)
+            emit(f"dpot-hpc[rank {rank}]: member {spec.key} failed:\n{traceback.format_exc()}")
             comm.Abort(1)
             raise
         if scalars is not None:
@@ -170,9 +169,9 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
         started, done = claims.counts()
         el = time.monotonic() - t0
         eta = el / done * (n - done) if done else 0.0  # at the rate members finished so far
-        print(f"dpot-hpc[rank {rank}] {name} stage: {spec.id} {'was done' if was == 'done' else 'done'}; "
-              f"{done}/{n} done, {started - done} running, {n - started} left; stage {_fmt(el)}, "
-              f"run {_fmt(time.monotonic() - t_run)}, stage ETA {_fmt(eta)}", file=sys.stderr, flush=True)
+        emit(f"dpot-hpc[rank {rank}] {name} stage: {spec.id} {'was done' if was == 'done' else 'done'}; "
+             f"{done}/{n} done, {started - done} running, {n - started} left; stage {_fmt(el)}, "
+             f"run {_fmt(time.monotonic() - t_run)}, stage ETA {_fmt(eta)}")
     comm.Barrier()
     return out
 

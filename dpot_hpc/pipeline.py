@@ -15,7 +15,6 @@ Run folder layout:
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import h5py
@@ -26,6 +25,7 @@ from .checkpoints import atomic_h5, atomic_write_text
 from .config import Config, ConfigError, config_from_dict
 from .mockfile import read_truth, write_mock
 from .prepare import prepare_sample
+from .progress import emit
 from .summary import SCALARS, ensemble_report
 
 #: Config keys that may change between invocations on the same run folder.
@@ -37,7 +37,7 @@ class RunFolderError(RuntimeError):
 
 
 def say(msg: str) -> None:
-    print(f"dpot-hpc: {msg}", file=sys.stderr, flush=True)
+    emit(f"dpot-hpc: {msg}")
 
 
 def _diff(a: dict, b: dict, prefix=()) -> list[str]:

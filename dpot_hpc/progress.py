@@ -8,6 +8,14 @@ import time
 from pathlib import Path
 
 
+def emit(line: str) -> None:
+    """Write one progress line to stderr in a single write, so that lines from MPI ranks sharing a
+    stream never interleave mid-line (print() writes text and newline separately when Python's
+    output is unbuffered, as PYTHONUNBUFFERED=1 in the container makes it)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 class MemberLog:
     """Writes timestamped lines to a member's log file and, optionally, to stderr."""
 
@@ -28,7 +36,7 @@ class MemberLog:
     def __call__(self, msg: str) -> None:
         self.logger.info(msg)
         if self.echo:
-            print(f"[{self.name} {time.monotonic() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+            emit(f"[{self.name} {time.monotonic() - self.t0:7.1f}s] {msg}")
 
     def close(self) -> None:
         if self._handler is not None:

@@ -1,6 +1,6 @@
 """The Dockerfile builds (podman, debootstrapped Debian base, CPU torch wheel) and the image runs:
 `dpot-hpc --version`, `dpot-hpc selfcheck` as the non-root user, and a two-rank mpiexec with the
-image's MPICH loaded by mpi4py's wheel (docker/podman_check.sh does the work).
+image's MPICH loaded by mpi4py's wheel (rank 0 gathers both ranks) (docker/podman_check.sh does the work).
 
 .ci/run installs podman, runc and debootstrap and sets DPOT_REQUIRE_CONTAINER=1, so there a missing
 engine fails the test. Elsewhere (no podman, or not root) it is skipped with a loud message.
@@ -48,5 +48,4 @@ def test_image_builds_and_passes_its_self_check():
     assert f"dpot-hpc, version {__version__}" in out
     assert "uid=1000(dpot)" in out
     assert "self-check passed" in out and "FAIL" not in out
-    ranks = sorted(line.split(":")[0] for line in out.splitlines() if line.startswith("rank "))
-    assert ranks == ["rank 0 of 2", "rank 1 of 2"], out[-2000:]
+    assert "mpi: ranks [0, 1] answered a gather; MPICH" in out, p.stdout[-2000:]

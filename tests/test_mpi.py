@@ -154,3 +154,4 @@ def test_report_matches_numpy():
         hw = [rep["pipelines"][p][k]["half_width"] for p in ("potential_seed", "bootstrap")]
         assert rep["best"][k]["combined_half_width"] == pytest.approx(np.hypot(*hw), rel=1e-12)
         assert rep["best"][k]["median"] == rep["pipelines"]["potential_seed"][k]["median"]
+
