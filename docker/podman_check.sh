@@ -22,18 +22,17 @@ RUNOPTS=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --network host)
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
 [[ -n "$TORCH_WHEEL" && -f "$TORCH_WHEEL" ]] || { echo "podman_check: set TORCH_WHEEL to a local torch wheel for the image's Python (3.11)"; exit 2; }
 
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 if ! "${PODMAN[@]}" image exists "$BASE"; then
   step "base image $BASE: debootstrap --variant=minbase bookworm"
-  rootfs=$(mktemp -d)
-  trap 'rm -rf "$rootfs"' EXIT
-  debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >/dev/null
-  tar -C "$rootfs" -c . | "${PODMAN[@]}" import - "$BASE" >/dev/null
+  debootstrap --variant=minbase bookworm "$work/rootfs" "$MIRROR" >/dev/null
+  tar -C "$work/rootfs" -c . | "${PODMAN[@]}" import - "$BASE" >/dev/null
+  rm -rf "$work/rootfs"
 fi
 
 # pip inside the build trusts the host's CA bundle (this network re-signs TLS); the wheel folder is
 # mounted read-only. Neither ends up in the image.
-work=$(mktemp -d)
-trap 'rm -rf "$work" ${rootfs:+"$rootfs"}' EXIT
 printf '[global]\ncert = /run/host-ca.crt\n' > "$work/pip.conf"
 step "podman build $TAG (base $BASE, torch $(basename "$TORCH_WHEEL"))"
 "${PODMAN[@]}" build "${RUNOPTS[@]}" -t "$TAG" \

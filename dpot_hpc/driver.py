@@ -25,7 +25,7 @@ import torch
 from .config import Config
 from .ensemble import MemberSpec, stages, write_plan
 from .members import RunContext, baryon_density, run_member, status
-from .progress import emit
+from .progress import emit, say
 
 
 class SerialComm:
@@ -62,7 +62,7 @@ def world():
 
         return MPI.COMM_WORLD
     except (ImportError, RuntimeError) as exc:  # mpi4py without an MPI library raises RuntimeError
-        emit(f"dpot-hpc: MPI not available ({exc}); running on one process")
+        say(f"MPI not available ({exc}); running on one process")
         return SerialComm()
 
 
@@ -227,8 +227,6 @@ def run_one(cfg: Config, stage: str, index: int) -> dict | None:
 
 def run(cfg: Config, comm=None) -> dict | None:
     """The whole job on every rank of comm; returns the summary on rank 0 (None elsewhere)."""
-    from .pipeline import say
-
     comm = comm if comm is not None else world()
     rank, size = comm.Get_rank(), comm.Get_size()
     t_run = time.monotonic()

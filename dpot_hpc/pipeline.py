@@ -25,7 +25,7 @@ from .checkpoints import atomic_h5, atomic_write_text
 from .config import Config, ConfigError, config_from_dict
 from .mockfile import read_truth, write_mock
 from .prepare import prepare_sample
-from .progress import emit
+from .progress import say
 from .summary import SCALARS, ensemble_report
 
 #: Config keys that may change between invocations on the same run folder.
@@ -34,10 +34,6 @@ RUNTIME_KEYS = {("run", "threads"), ("run", "device"), ("run", "dir")}
 
 class RunFolderError(RuntimeError):
     """The run folder was made with an incompatible configuration."""
-
-
-def say(msg: str) -> None:
-    emit(f"dpot-hpc: {msg}")
 
 
 def _diff(a: dict, b: dict, prefix=()) -> list[str]:

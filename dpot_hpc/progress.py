@@ -16,6 +16,11 @@ def emit(line: str) -> None:
     sys.stderr.flush()
 
 
+def say(msg: str) -> None:
+    """A run-level progress line, prefixed with the program's name."""
+    emit(f"dpot-hpc: {msg}")
+
+
 class MemberLog:
     """Writes timestamped lines to a member's log file and, optionally, to stderr."""
 

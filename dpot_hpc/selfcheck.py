@@ -117,9 +117,7 @@ def check_flow(device: str) -> str:
     r_max = mock.r_max_kpc
     flow, _ = train_flow(train, df, seed=7, r_max_kpc=r_max, device=device)
     untrained = build_flow(df, 7, r_max)
-    untrained.mean.copy_(flow.mean)
-    untrained.std.copy_(flow.std)
-    untrained.log_n_stars.copy_(flow.log_n_stars)
+    untrained.set_standardisation(flow.mean, flow.std, train.shape[0])
     flow.to(device)
     untrained.to(device)
     lp, grad = log_prob_and_gradients(flow, held.to(device))
