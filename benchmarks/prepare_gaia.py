@@ -28,9 +28,9 @@ def make_fits(path: Path, rows: int, seed: int = 1) -> None:
     from astropy.table import Table
 
     from dpot_hpc.config import load_config
-    from dpot_hpc.gaia import helio_to_observables
-    from dpot_hpc.mock import sample
-    from dpot_hpc.mockfile import mock_galaxy
+    from dpot_hpc.physics.gaia import helio_to_observables
+    from dpot_hpc.physics.mock import sample
+    from dpot_hpc.data.mockfile import mock_galaxy
 
     mock = mock_galaxy(load_config(None))
     parts = []

@@ -4,16 +4,7 @@ Recovers the Milky Way's local gravitational potential, pattern speed, density a
 from the 6-D phase-space distribution of stars near the Sun, with ensemble uncertainties.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .api import Potential, load_potential
 
-__all__ = ["__version__", "load_potential"]
-
-
-def load_potential(path):
-    """Load a trained potential (a run folder: the ensemble median; or one member file).
-
-    See ``dpot_hpc.api.Potential``.
-    """
-    from .api import load_potential as _load
-
-    return _load(path)
+__all__ = ["Potential", "__version__", "load_potential"]

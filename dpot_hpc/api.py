@@ -13,30 +13,36 @@ from __future__ import annotations
 from pathlib import Path
 
 import astropy.units as u
+import h5py
 import numpy as np
 import torch
 
 from .constants import ACCEL_KMS2_PER_KPC_TO_KMS_PER_MYR
-from .members import MemberFileError, load_potential_member
-from .potential import evaluate
+from .data.runfolder import RunFolder
+from .ensemble.members import MemberFileError, PotentialMember, load_potential_member
+from .models.potential import evaluate
 
 
 class Potential:
     """One or more trained potential members; values are medians over members.
 
-    members: list of (network, Omega_p [km/s/kpc], scalars) as from ``load_potential_member``.
+    members: PotentialMember records as from ``load_potential_member``.
     """
 
-    def __init__(self, members: list, ids: list[str]):
+    def __init__(self, members: list[PotentialMember]):
         if not members:
             raise ValueError("a Potential needs at least one member")
         self.members = members
-        self.ids = ids
+
+    @property
+    def ids(self) -> list[str]:
+        """The members' ids, e.g. potential_seed-000."""
+        return [m.id for m in self.members]
 
     @property
     def omega_p(self) -> u.Quantity:
         """Median pattern speed over members, km/s/kpc."""
-        return float(np.median([m[1] for m in self.members])) * u.km / u.s / u.kpc
+        return float(np.median([m.omega_p_kms_kpc for m in self.members])) * u.km / u.s / u.kpc
 
     def _points(self, x) -> torch.Tensor:
         if isinstance(x, u.Quantity):
@@ -49,7 +55,7 @@ class Potential:
     def evaluate(self, x) -> dict[str, np.ndarray]:
         """Per-member fields {'phi' (K,N) (km/s)^2, 'accel' (K,N,3) km/s/Myr, 'rho' (K,N) Msun/pc^3}."""
         pts = self._points(x)
-        per = [evaluate(m[0], pts) for m in self.members]
+        per = [evaluate(m.net, pts) for m in self.members]
         return {
             "phi": np.stack([p["phi"].numpy() for p in per]),
             "accel": np.stack([p["accel"].numpy() for p in per]) * ACCEL_KMS2_PER_KPC_TO_KMS_PER_MYR,
@@ -73,25 +79,19 @@ def load_potential(path) -> Potential:
     """A run folder (all finished potential members) or a single potential member file."""
     path = Path(path)
     if path.is_dir():
-        files = sorted((path / "potential").glob("*.h5"))
+        files = RunFolder(path).member_files("potential")
         if not files:
-            raise MemberFileError(f"{path} holds no potential members (expected {path / 'potential'}/*.h5)")
+            raise MemberFileError(f"{path} holds no potential members")
     elif path.is_file():
         files = [path]
     else:
         raise FileNotFoundError(f"{path}: no such run folder or member file")
-    members, ids = [], []
-    for f in files:
-        members.append(load_potential_member(f))
-        ids.append(f.stem)
-    return Potential(members, ids)
+    return Potential([load_potential_member(f) for f in files])
 
 
 def read_points(path) -> np.ndarray:
     """Points (N, 3) kpc from an HDF5 file (dataset 'x' of shape (N,3), or datasets x, y, z) or a
     text file with three columns x y z (kpc; '#' comments)."""
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"points file {path} does not exist")

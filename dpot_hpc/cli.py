@@ -6,13 +6,28 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
-from . import __version__
-from .catalog import CatalogueError
+from ._version import __version__
+from .api import load_potential, read_points
+from .cluster.mpi import run as run_driver
+from .cluster.mpi import run_one, setup as do_setup
+from .cluster.slurm import SlurmOptions, render, submit as do_submit
 from .config import ConfigError, load_config
-from .members import MemberFileError
+from .data.h5io import atomic_h5
+from .data.mockfile import write_mock
+from .data.prepare import prepare_sample
+from .data.runfolder import RunFolder, RunFolderError
+from .data.tables import CatalogueError
+from .ensemble.members import MemberFileError
+from .ensemble.plan import STAGES, format_plan, plan_rows
+from .ensemble.schedule import format_prediction, load_costs, simulate
+from .ensemble.statistics import format_pipelines, format_table
+from .ensemble.summary import summarize
+from .models.device import pick_device
+from .selfcheck import environment, run_checks
 
-USER_ERRORS = (ConfigError, CatalogueError, MemberFileError, FileNotFoundError, ValueError)
+USER_ERRORS = (ConfigError, CatalogueError, MemberFileError, RunFolderError, FileNotFoundError, ValueError)
 
 config_option = click.option(
     "--config", "-c", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -44,14 +59,10 @@ def main():
 def run(config_path, overrides):
     """The whole job: mock (if needed), prepared sample, DF members, gradient caches, potential
     members, summary. Under mpiexec/srun the members are shared out across the ranks."""
-    from .driver import run as run_driver
-    from .pipeline import RunFolderError
-    from .summary import format_pipelines, format_table
-
     cfg = _load(config_path, overrides)
     try:
         summary = run_driver(cfg)
-    except (*USER_ERRORS, RunFolderError) as exc:
+    except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     if summary is None:  # ranks other than 0
         return
@@ -60,7 +71,8 @@ def run(config_path, overrides):
     click.echo(format_table(summary["best"], summary["truth"]))
     click.echo("\nPer pipeline (median +- 16-84 half-width):")
     click.echo(format_pipelines(summary["pipelines"]))
-    click.echo(f"\nwritten: {Path(cfg.run.dir) / 'summary.json'}, {Path(cfg.run.dir) / 'summary.h5'}")
+    folder = RunFolder.of(cfg)
+    click.echo(f"\nwritten: {folder.summary_json}, {folder.summary_h5}")
 
 
 @main.command()
@@ -68,31 +80,25 @@ def run(config_path, overrides):
 @set_option
 def setup(config_path, overrides):
     """Prepare the run folder: config check, mock (if needed), prepared sample, plan.json."""
-    from .driver import setup as do_setup
-    from .pipeline import RunFolderError
-
     cfg = _load(config_path, overrides)
     try:
-        cat, n = do_setup(cfg)
-    except (*USER_ERRORS, RunFolderError) as exc:
+        folder, n = do_setup(cfg)
+    except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{cfg.run.dir}: set up, {n} members, catalogue {cat}")
+    click.echo(f"{folder.root}: set up, {n} members, catalogue {folder.catalogue}")
 
 
 @main.command()
 @config_option
 @set_option
-@click.option("--stage", required=True, type=click.Choice(["df", "cache", "potential"]), help="Stage of the member.")
+@click.option("--stage", required=True, type=click.Choice(STAGES), help="Stage of the member.")
 @click.option("--index", required=True, type=int, help="Index of the member within its stage (plan order).")
 def member(config_path, overrides, stage, index):
     """Run one member of a set-up run folder (e.g. a Slurm array task); resumes or skips as needed."""
-    from .driver import run_one
-    from .pipeline import RunFolderError
-
     cfg = _load(config_path, overrides)
     try:
         run_one(cfg, stage, index)
-    except (*USER_ERRORS, RunFolderError, RuntimeError) as exc:
+    except (*USER_ERRORS, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -101,13 +107,9 @@ def member(config_path, overrides, stage, index):
 @set_option
 def summary(config_path, overrides):
     """Write summary.json/summary.h5 from the finished potential members and print the table."""
-    from .driver import summarize
-    from .pipeline import catalogue_path
-    from .summary import format_pipelines, format_table
-
     cfg = _load(config_path, overrides)
     try:
-        s = summarize(cfg, catalogue_path(cfg, cfg.run_dir()))
+        s = summarize(cfg, RunFolder.of(cfg))
     except (*USER_ERRORS, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_table(s["best"], s["truth"]))
@@ -130,16 +132,13 @@ def summary(config_path, overrides):
 def slurm(config_path, overrides, account, partition, time_, cpus_per_task, gpus_per_task, mem, max_parallel,
           container, binds, submit):
     """Render (and --submit) the job-array chain: setup -> df -> cache -> potential -> summary."""
-    from .pipeline import RunFolderError, prepare_run_dir
-    from .slurm import SlurmOptions, render, submit as do_submit
-
     cfg = _load(config_path, overrides)
     command = "dpot-hpc"
     if container:
         bind_args = "".join(f" --bind {b}" for b in binds)
         command = f"apptainer exec --nv{bind_args} {container} dpot-hpc"
     try:
-        prepare_run_dir(cfg)
+        RunFolder.of(cfg).write_config(cfg)
     except RunFolderError as exc:
         raise click.ClickException(str(exc)) from None
     opts = SlurmOptions(account, partition, time_, cpus_per_task, gpus_per_task, mem, max_parallel, command)
@@ -164,11 +163,8 @@ def slurm(config_path, overrides, account, partition, time_, cpus_per_task, gpus
               help="JSON of seconds per member on one rank for the reference sizes: df, cache, cache_per_flow, potential.")
 def plan(config_path, overrides, ranks, stars, costs):
     """Print the ensemble plan (members, seeds, inputs, outputs by stage) and predicted wall times."""
-    from .ensemble import format_plan, plan_rows
-    from .schedule import format_prediction, load_costs, simulate
-
     cfg = _load(config_path, overrides)
-    click.echo(format_plan(plan_rows(cfg)))
+    click.echo(format_plan(plan_rows(cfg, RunFolder.of(cfg))))
     try:
         table = load_costs(costs)
     except ValueError as exc:
@@ -189,17 +185,16 @@ def plan(config_path, overrides, ranks, stars, costs):
               help="Add Gaussian noise from the quoted errors to the observables (gaia format), from this seed.")
 def prepare(config_path, overrides, out, noise_seed):
     """Read the catalogue, apply the cuts and write the prepared sample (the DF stage's input)."""
-    from .pipeline import catalogue_path
-    from .prepare import prepare_sample
-
     cfg = _load(config_path, overrides)
-    run_dir = Path(cfg.run.dir)
-    path = Path(out) if out else run_dir / "prepared.h5"
+    folder = RunFolder.of(cfg)
+    path = Path(out) if out else folder.prepared
     if path.exists():
         raise click.ClickException(f"{path} exists; remove it or choose another --out")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        prepare_sample(cfg, catalogue_path(cfg, run_dir), path, noise_seed, log=lambda m: click.echo(m, err=True))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if folder.catalogue_path is None and not folder.mock.exists():
+            write_mock(folder.mock, cfg, log=lambda m: click.echo(m, err=True))
+        prepare_sample(cfg, folder.catalogue, path, noise_seed, log=lambda m: click.echo(m, err=True))
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -211,10 +206,8 @@ def prepare(config_path, overrides, out, noise_seed):
               help="Output file (default: <run.dir>/mock.h5).")
 def mock(config_path, overrides, out):
     """Write the built-in mock catalogue (stars, Gaia-like observables and truth) to HDF5."""
-    from .mockfile import write_mock
-
     cfg = _load(config_path, overrides)
-    path = Path(out) if out else Path(cfg.run.dir) / "mock.h5"
+    path = Path(out) if out else RunFolder.of(cfg).mock
     if path.exists():
         raise click.ClickException(f"{path} exists; remove it or choose another --out")
     write_mock(path, cfg, log=lambda m: click.echo(m, err=True))
@@ -228,11 +221,6 @@ def mock(config_path, overrides, out):
               help="Output HDF5 (default: <points>.potential.h5).")
 def evaluate(run_dir, points, out):
     """Evaluate Phi, a and rho of a trained run (ensemble median) or member file at given points."""
-    import numpy as np
-
-    from .api import load_potential, read_points
-    from .checkpoints import atomic_h5
-
     try:
         pts = read_points(points)
         pot = load_potential(run_dir)
@@ -258,9 +246,6 @@ def evaluate(run_dir, points, out):
 def selfcheck(device):
     """Quick check of this installation (seconds): versions, devices, MPI library, and the exact-mock
     CBE residual, the Laplacian, a short flow fit and HDF5 checkpoints on DEVICE. Exit status 1 if any fails."""
-    from .driver import pick_device
-    from .selfcheck import environment, run_checks
-
     try:
         dev = pick_device(device, key="--device")
     except RuntimeError as exc:

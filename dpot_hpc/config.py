@@ -1,363 +1,205 @@
 """Typed, validated configuration (config.yaml).
 
-Every setting is a field of a frozen dataclass with its unit and allowed range in the field's
-metadata. ``load_config`` merges a YAML file and ``--set key.path=value`` overrides onto the
-defaults and checks every key before any work starts: an unknown key, a wrong type or a value out
-of range raises ``ConfigError`` naming the key path and what was expected.
+Every setting is a field of a frozen pydantic model that carries its default, unit, bounds and
+meaning; the validator, the documented ``config.yaml`` (``render_default_yaml``) and the error
+messages all come from that one declaration. ``load_config`` merges a YAML file and
+``--set key.path=value`` overrides onto the defaults and checks every key before any work starts:
+unknown keys, wrong types, non-finite numbers and out-of-range values are all reported at once in
+one ``ConfigError``, each line naming the key path, what was expected (range, unit) and what was given.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import copy
+import re
 import types
 import typing
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError, create_model
+from pydantic_core import PydanticCustomError
 
 from . import constants as C
+from .physics import gaia
+from .physics.frames import SunFrame
+from .physics.mock import MOCK_FAMILIES
 
 
 class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or out of range."""
+    """One or more configuration values are unknown, of the wrong type or out of range."""
 
 
-def _f(default, unit: str = "", lo=None, hi=None, choices=None, help: str = ""):
-    """A config field with unit, inclusive range [lo, hi] and allowed choices."""
-    meta = {"unit": unit, "lo": lo, "hi": hi, "choices": choices, "help": help}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default, metadata=meta)
-    return field(default=default, metadata=meta)
+class ConfigWarning(UserWarning):
+    """A configuration that is valid but probably not what was meant (e.g. a duplicated YAML key)."""
 
 
-@dataclass(frozen=True)
-class RunSection:
-    seed: int = _f(2026, lo=0, help="run seed; every member's seed derives from it and the member id")
-    dir: str = _f("runs/example", help="run folder (created); relative paths are relative to the working directory")
-    threads: int = _f(0, lo=0, help="torch CPU threads per process; 0 = all cores")
-    device: str = _f("auto", choices=["auto", "cpu", "cuda"], help="where members train")
-
-
-GAIA_COLUMNS = ("ra", "dec", "parallax", "pmra", "pmdec", "radial_velocity", "parallax_error", "pmra_error",
-                "pmdec_error", "radial_velocity_error", "phot_g_mean_mag", "ruwe", "source_id")
-
-
-@dataclass(frozen=True)
-class CatalogueSection:
-    path: str | None = _f(None, help="table of stars (FITS, HDF5, ECSV/CSV, Parquet); null = the built-in mock (<run.dir>/mock.h5)")
-    format: str = _f(
-        "cartesian", choices=["cartesian", "galactocentric", "gaia"],
-        help="cartesian: heliocentric Galactic x..vz columns; galactocentric: Galactocentric x..vz; gaia: DR3 observables",
-    )
-    hdf5_group: str = _f("/", help="group holding the columns in an HDF5 catalogue")
-    columns: dict = _f(
-        {c: c for c in C.PHASE_SPACE_COLUMNS},
-        help="column names of x, y, z (kpc), vx, vy, vz (km/s) (cartesian, galactocentric); give only those that differ",
-    )
-    gaia_columns: dict = _f({c: c for c in GAIA_COLUMNS}, help="column names of the Gaia DR3 quantities (gaia format); give only those that differ")
-    r_max_kpc: float = _f(1.0, "kpc", lo=0.05, hi=10.0, help="selection sphere around the Sun")
-    chunk_rows: int = _f(1_000_000, lo=1000, help="rows read and transformed at a time")
-
-
-@dataclass(frozen=True)
-class CutsSection:
-    parallax_over_error_min: float | None = _f(10.0, lo=0.0, help="keep parallax/parallax_error >= this (gaia); null = no cut")
-    ruwe_max: float | None = _f(1.4, lo=0.0, help="keep ruwe <= this (gaia; needs a ruwe column); null = no cut")
-    abs_mag_g_min: float | None = _f(None, "mag", help="keep M_G >= this (gaia; needs phot_g_mean_mag); null = no cut")
-    abs_mag_g_max: float | None = _f(None, "mag", help="keep M_G <= this; null = no cut")
-    min_stars: int = _f(1000, lo=10, help="fewest stars the selection may leave")
-
-
-@dataclass(frozen=True)
-class FrameSection:
-    r0_kpc: float = _f(C.R0_KPC, "kpc", lo=4.0, hi=12.0, help="Sun - Galactic centre distance")
-    z_sun_kpc: float = _f(C.Z_SUN_KPC, "kpc", lo=-0.2, hi=0.2, help="Sun's height above the plane")
-    v_sun_kms: list = _f(list(C.V_SUN_KMS), "km/s", help="Sun's Galactocentric velocity (3 numbers)")
-    roll_deg: float = _f(0.0, "deg", lo=-180.0, hi=180.0, help="roll of the Galactocentric frame")
-    r0_err_kpc: float = _f(0.031, "kpc", lo=0.0, help="1-sigma of R0 for x0_v0 draws (GRAVITY Collab. 2018)")
-    z_sun_err_kpc: float = _f(0.0003, "kpc", lo=0.0, help="1-sigma of z_sun (Bennett & Bovy 2019)")
-    v_sun_err_kms: list = _f([3.0, 1.4, 0.09], "km/s", help="1-sigma of v_sun (Drimmel & Poggio 2018; Reid & Brunthaler 2004)")
-
-
-@dataclass(frozen=True)
-class MockSection:
-    n_stars: int = _f(200_000, lo=1000, help="stars drawn inside catalogue.r_max_kpc")
-    seed: int = _f(1, lo=0, help="seed of the mock's random draws")
-    omega_p_kms_kpc: float = _f(28.2, "km/s/kpc", lo=0.0, hi=100.0, help="true pattern speed")
-    components: list = _f(
-        [{"sigma_kms": 20.0, "fraction": 0.6}, {"sigma_kms": 35.0, "fraction": 0.4}],
-        help="isothermal components g(E_J): velocity dispersion (km/s) and fraction of stars",
-    )
-    disc_mass_msun: float = _f(6.0e10, "Msun", lo=0.0, help="Miyamoto-Nagai disc mass")
-    disc_a_kpc: float = _f(3.0, "kpc", lo=0.01, help="Miyamoto-Nagai scale length")
-    disc_b_kpc: float = _f(0.28, "kpc", lo=0.01, help="Miyamoto-Nagai scale height")
-    bulge_mass_msun: float = _f(5.0e9, "Msun", lo=0.0, help="Hernquist bulge mass")
-    bulge_a_kpc: float = _f(0.6, "kpc", lo=0.01, help="Hernquist scale radius")
-    halo_mass_msun: float = _f(6.5e11, "Msun", lo=0.0, help="NFW mass parameter M_s = 4 pi rho_s r_s^3")
-    halo_rs_kpc: float = _f(16.0, "kpc", lo=0.1, help="NFW scale radius")
-    bar_strength: float = _f(0.01, lo=0.0, hi=0.2, help="Dehnen alpha: bar quadrupole at R0 in units of v_c^2/3")
-    bar_radius_kpc: float = _f(3.5, "kpc", lo=0.5, hi=7.0, help="bar radius (potential harmonic outside)")
-    bar_angle_deg: float = _f(27.0, "deg", lo=-90.0, hi=90.0, help="angle Sun-centre line to bar near side")
-    parallax_error_mas: float = _f(0.02, "mas", lo=0.0, help="quoted parallax error of every mock star")
-    pm_error_mas_yr: float = _f(0.02, "mas/yr", lo=0.0, help="quoted proper-motion error")
-    rv_error_kms: float = _f(1.0, "km/s", lo=0.0, help="quoted radial-velocity error")
-
-
-@dataclass(frozen=True)
-class EnsembleSection:
-    df_seed: int = _f(3, lo=1, help="flows on the data with different seeds; their median is the best-fit DF")
-    df_seed_potentials: bool = _f(False, help="also train one potential on each single df_seed flow (that pipeline's spread)")
-    potential_seed: int = _f(2, lo=0, help="potentials with different seeds on the best-fit DF (the best estimate)")
-    obs_noise: int = _f(0, lo=0, help="flows on data with added noise from the quoted errors, each with a potential (gaia format)")
-    bootstrap: int = _f(0, lo=0, help="flows on bootstrap resamples of the stars, each with a potential")
-    x0_v0: int = _f(0, lo=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
-
-
-@dataclass(frozen=True)
-class DFSection:
-    transforms: int = _f(6, lo=1, hi=64, help="affine autoregressive transforms in each flow")
-    hidden: list = _f([128, 128], help="hidden layer widths of each transform's MADE network")
-    batch_size: int = _f(2048, lo=16, help="stars per optimisation step")
-    max_epochs: int = _f(25, lo=1, help="upper bound on passes over the training stars")
-    learning_rate: float = _f(1e-3, lo=1e-6, hi=1.0, help="initial Adam learning rate (cosine-decayed)")
-    clip_grad_norm: float = _f(1.0, lo=0.0, help="clip the gradient norm of each step at this value")
-    weight_decay: float = _f(0.0, lo=0.0, help="AdamW weight decay")
-    validation_fraction: float = _f(0.1, lo=0.01, hi=0.5, help="shuffled stars held out for early stopping")
-    patience: int = _f(6, lo=1, help="epochs without validation improvement before stopping")
-    checkpoint_every_epochs: int = _f(1, lo=1, help="epochs between checkpoints")
-
-
-@dataclass(frozen=True)
-class CacheSection:
-    n_points: int = _f(100_000, lo=100, help="phase-space points drawn from the flows")
-    r_max_kpc: float = _f(0.9, "kpc", lo=0.01, help="keep points within this distance of the Sun")
-    batch_size: int = _f(20_000, lo=100, help="points per evaluation batch")
-
-
-@dataclass(frozen=True)
-class PotentialSection:
-    hidden: list = _f([128, 128, 128], help="hidden layer widths of the Phi(x) MLP (SiLU)")
-    phi_scale_kms2: float = _f(1.0e4, "(km/s)^2", lo=1.0, help="output scale of the network")
-    steps: int = _f(3000, lo=1, help="optimisation steps")
-    batch_size: int = _f(2048, lo=16, help="cache points per step")
-    penalty_points: int = _f(256, lo=1, help="cache points per step (of the batch) where the negative-density penalty is evaluated")
-    learning_rate: float = _f(2e-3, lo=1e-6, hi=1.0, help="initial Adam learning rate of Phi (cosine-decayed)")
-    omega_learning_rate: float = _f(0.2, "km/s/kpc", lo=0.0, help="Adam step size of Omega_p")
-    omega_init_kms_kpc: float = _f(20.0, "km/s/kpc", help="starting value of Omega_p")
-    fixed_omega_kms_kpc: float | None = _f(None, "km/s/kpc", help="fix Omega_p (0 = static) instead of fitting it")
-    alpha: float = _f(0.05, "kpc/(km/s)", lo=0.0, help="residual softening of the loss: asinh(alpha|r|)/alpha")
-    beta: float = _f(1.0e-3, "kpc^2/(km/s)^2", lo=0.0, help="softening of the negative-density penalty")
-    lam: float = _f(1.0, lo=0.0, help="weight lambda of the negative-density penalty")
-    checkpoint_every_steps: int = _f(500, lo=1, help="steps between checkpoints")
-
-
-@dataclass(frozen=True)
-class SummarySection:
-    shell_r_min_kpc: float = _f(0.1, "kpc", lo=0.0, help="inner radius of the averaging shell")
-    shell_r_max_kpc: float = _f(0.8, "kpc", lo=0.01, help="outer radius of the averaging shell")
-    arc_dr_kpc: float = _f(0.05, "kpc", lo=0.001, help="rho(R=R0): half-width in Galactocentric R")
-    arc_dz_kpc: float = _f(0.1, "kpc", lo=0.001, help="rho(R=R0): half-width in height about the Sun")
-    grid_spacing_kpc: float = _f(0.025, "kpc", lo=0.002, hi=0.5, help="spacing of the evaluation grid")
-    rho_baryon_msun_pc3: float | None = _f(
-        None, "Msun/pc^3", lo=0.0,
-        help="baryon density for rho_DM; null = McKee+2015 (0.084) for data, the mock's own disc+bulge for a mock",
-    )
-
-
-@dataclass(frozen=True)
-class Config:
-    run: RunSection = field(default_factory=RunSection)
-    catalogue: CatalogueSection = field(default_factory=CatalogueSection)
-    cuts: CutsSection = field(default_factory=CutsSection)
-    frame: FrameSection = field(default_factory=FrameSection)
-    mock: MockSection = field(default_factory=MockSection)
-    ensemble: EnsembleSection = field(default_factory=EnsembleSection)
-    df: DFSection = field(default_factory=DFSection)
-    cache: CacheSection = field(default_factory=CacheSection)
-    potential: PotentialSection = field(default_factory=PotentialSection)
-    summary: SummarySection = field(default_factory=SummarySection)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def run_dir(self) -> Path:
-        return Path(self.run.dir)
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _check_value(path: str, value: Any, tp, meta: dict) -> Any:
-    """Coerce/check one leaf value against its annotated type and metadata."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        tp = next(a for a in args if a is not type(None))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-    elif tp is float:
-        if isinstance(value, str):  # PyYAML reads 1e9 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number{_unit(meta)}, got {value!r}")
-        value = float(value)
-    elif tp is int:
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        value = int(value)
-    elif tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-    elif tp is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-    elif tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-    if meta.get("choices") is not None and value not in meta["choices"]:
-        raise ConfigError(f"{path}: expected one of {meta['choices']}, got {value!r}")
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-            raise ConfigError(f"{path}: expected a value in {rng}{_unit(meta)}, got {value!r}")
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_not_number", "expected a number, not true/false")
     return value
 
 
-def _unit(meta: dict) -> str:
-    return f" ({meta['unit']})" if meta.get("unit") else ""
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
 
 
-def _build(cls, data: dict, prefix: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{prefix + '.' if prefix else ''}{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})"
-        )
-    kwargs = {}
-    for name, f in fields.items():
-        path = f"{prefix}.{name}" if prefix else name
-        if name not in data:
-            continue
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data[name] or {}, path)
-        else:
-            value = _check_value(path, data[name], tp, dict(f.metadata))
-            if tp is dict:  # mappings (column names) merge over their defaults
-                value = {**f.default_factory(), **value}
-            kwargs[name] = value
-    return cls(**kwargs)
+def _positive_widths(value: Any) -> Any:
+    if not isinstance(value, list) or not value or not all(
+        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in value
+    ):
+        raise PydanticCustomError("widths", WIDTHS)
+    return value
 
 
-def _validate_cross(cfg: Config) -> None:
-    """Checks that involve more than one key or the structure of list/dict values."""
-    def err(path, msg):
-        raise ConfigError(f"{path}: {msg}")
-
-    for key, vec in (("frame.v_sun_kms", cfg.frame.v_sun_kms), ("frame.v_sun_err_kms", cfg.frame.v_sun_err_kms)):
-        if len(vec) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vec):
-            err(key, f"expected 3 numbers (km/s), got {vec!r}")
-
-    for key, widths in (("df.hidden", cfg.df.hidden), ("potential.hidden", cfg.potential.hidden)):
-        if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
-            err(key, f"expected a non-empty list of positive integers, got {widths!r}")
-    comps = cfg.mock.components
-    if not comps:
-        err("mock.components", "expected at least one component")
-    for i, c in enumerate(comps):
-        path = f"mock.components[{i}]"
-        if not isinstance(c, dict) or set(c) != {"sigma_kms", "fraction"}:
-            err(path, f"expected a mapping with keys sigma_kms and fraction, got {c!r}")
-        for k in ("sigma_kms", "fraction"):
-            if isinstance(c[k], bool) or not isinstance(c[k], (int, float)) or c[k] <= 0:
-                err(f"{path}.{k}", f"expected a positive number, got {c[k]!r}")
-    for key, known in (("catalogue.columns", C.PHASE_SPACE_COLUMNS), ("catalogue.gaia_columns", GAIA_COLUMNS)):
-        mapping = getattr(cfg.catalogue, key.split(".")[1])
-        extra = [c for c in mapping if c not in known]
-        if extra:
-            err(f"{key}.{extra[0]}", f"unknown column key (known: {', '.join(known)})")
-        bad = [k for k, v in mapping.items() if not isinstance(v, str)]
-        if bad:
-            err(f"{key}.{bad[0]}", f"expected a column name, got {mapping[bad[0]]!r}")
-    if cfg.ensemble.obs_noise > 0 and cfg.catalogue.format != "gaia":
-        err("ensemble.obs_noise", "needs catalogue.format: gaia (noise is drawn in observable space)")
-    if cfg.ensemble.potential_seed + cfg.ensemble.obs_noise + cfg.ensemble.bootstrap + cfg.ensemble.x0_v0 == 0 and not cfg.ensemble.df_seed_potentials:
-        err("ensemble", "no potential member: set potential_seed, x0_v0, obs_noise, bootstrap > 0 or df_seed_potentials: true")
-    if cfg.summary.shell_r_min_kpc >= cfg.summary.shell_r_max_kpc:
-        err("summary.shell_r_min_kpc", "must be smaller than summary.shell_r_max_kpc")
-    if cfg.summary.shell_r_max_kpc > cfg.catalogue.r_max_kpc:
-        err("summary.shell_r_max_kpc", f"must not exceed catalogue.r_max_kpc ({cfg.catalogue.r_max_kpc} kpc)")
-    if cfg.cache.r_max_kpc > cfg.catalogue.r_max_kpc:
-        err("cache.r_max_kpc", f"must not exceed catalogue.r_max_kpc ({cfg.catalogue.r_max_kpc} kpc)")
+Widths = Annotated[list[int], BeforeValidator(_positive_widths)]
+WIDTHS = "a non-empty list of positive integers"
+Vector3 = Annotated[list[Float], Field(min_length=3, max_length=3)]
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """'a.b.c=value' -> (['a', 'b', 'c'], YAML-parsed value)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key.path=value")
-    key, raw = text.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"--set {text!r}: empty key in {key!r}")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
-    return parts, value
+def _field(default: Any, unit: str = "", ge: float | None = None, le: float | None = None, help: str = "",
+           expect: str | None = None) -> Any:
+    """A config field with its unit, inclusive range [ge, le], meaning and (optionally) how to describe
+    what it expects in an error message."""
+    extra = {k: v for k, v in (("unit", unit), ("expect", expect)) if v}
+    return Field(default, ge=ge, le=le, description=help, json_schema_extra=extra or None)
 
 
-def config_from_dict(data: dict, overrides: typing.Sequence[str] = ()) -> Config:
-    """Build and validate a Config from nested dicts plus 'key.path=value' overrides."""
-    import copy
+class Section(BaseModel):
+    """A configuration section: frozen, no unknown keys, no NaN or infinite numbers."""
 
-    data = copy.deepcopy(data) if data else {}
-    for text in overrides:
-        parts, value = parse_override(text)
-        node = data
-        for p in parts[:-1]:
-            if not isinstance(node.setdefault(p, {}), dict):
-                raise ConfigError(f"--set {'.'.join(parts)}: {p} is not a section")
-            node = node[p]
-        node[parts[-1]] = value
-    cfg = _build(Config, data, "")
-    _validate_cross(cfg)
-    return cfg
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Load config.yaml (or only defaults when path is None), apply overrides, validate."""
-    data = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p}: not valid YAML: {exc}") from None
-    return config_from_dict(data, overrides)
+class RunSection(Section):
+    seed: Int = _field(2026, ge=0, help="run seed; every member's seed derives from it and the member id")
+    dir: str = _field("runs/example", help="run folder (created); relative paths are relative to the working directory")
+    threads: Int = _field(0, ge=0, help="torch CPU threads per process; 0 = all cores")
+    device: Literal["auto", "cpu", "cuda"] = _field("auto", help="where members train")
 
 
-def sun_frame(cfg: Config):
-    """The SunFrame described by the frame section."""
-    from .frames import SunFrame
+def _columns_model(name: str, columns: tuple[str, ...]) -> type[Section]:
+    """A section whose keys are the given column names, each defaulting to itself."""
+    return create_model(name, __base__=Section, **{c: (str, c) for c in columns})
 
-    f = cfg.frame
-    return SunFrame(f.r0_kpc, f.z_sun_kpc, tuple(float(v) for v in f.v_sun_kms), f.roll_deg)
+
+PhaseSpaceColumns = _columns_model("PhaseSpaceColumns", C.PHASE_SPACE_COLUMNS)
+GaiaColumns = _columns_model("GaiaColumns", gaia.COLUMNS)
+
+
+class CatalogueSection(Section):
+    path: str | None = _field(None, help="table of stars (FITS, HDF5, ECSV/CSV, Parquet); null = the built-in mock (<run.dir>/mock.h5)")
+    format: Literal["cartesian", "galactocentric", "gaia"] = _field(
+        "cartesian",
+        help="cartesian: heliocentric Galactic x..vz columns; galactocentric: Galactocentric x..vz; gaia: DR3 observables",
+    )
+    hdf5_group: str = _field("/", help="group holding the columns in an HDF5 catalogue")
+    columns: PhaseSpaceColumns = _field(
+        PhaseSpaceColumns(),
+        help="column names of x, y, z (kpc), vx, vy, vz (km/s) (cartesian, galactocentric); give only those that differ",
+    )
+    gaia_columns: GaiaColumns = _field(GaiaColumns(), help="column names of the Gaia DR3 quantities (gaia format); give only those that differ")
+    r_max_kpc: Float = _field(1.0, "kpc", ge=0.05, le=10.0, help="selection sphere around the Sun")
+    chunk_rows: Int = _field(1_000_000, ge=1000, help="rows read and transformed at a time")
+
+
+class CutsSection(Section):
+    parallax_over_error_min: Float | None = _field(10.0, ge=0.0, help="keep parallax/parallax_error >= this (gaia); null = no cut")
+    ruwe_max: Float | None = _field(1.4, ge=0.0, help="keep ruwe <= this (gaia; needs a ruwe column); null = no cut")
+    abs_mag_g_min: Float | None = _field(None, "mag", help="keep M_G >= this (gaia; needs phot_g_mean_mag); null = no cut")
+    abs_mag_g_max: Float | None = _field(None, "mag", help="keep M_G <= this; null = no cut")
+    min_stars: Int = _field(1000, ge=10, help="fewest stars the selection may leave")
+
+
+class FrameSection(Section):
+    r0_kpc: Float = _field(C.R0_KPC, "kpc", ge=4.0, le=12.0, help="Sun - Galactic centre distance")
+    z_sun_kpc: Float = _field(C.Z_SUN_KPC, "kpc", ge=-0.2, le=0.2, help="Sun's height above the plane")
+    v_sun_kms: Vector3 = _field(list(C.V_SUN_KMS), "km/s", help="Sun's Galactocentric velocity (3 numbers)", expect="3 numbers")
+    roll_deg: Float = _field(0.0, "deg", ge=-180.0, le=180.0, help="roll of the Galactocentric frame")
+    r0_err_kpc: Float = _field(0.031, "kpc", ge=0.0, help="1-sigma of R0 for x0_v0 draws (GRAVITY Collab. 2018)")
+    z_sun_err_kpc: Float = _field(0.0003, "kpc", ge=0.0, help="1-sigma of z_sun (Bennett & Bovy 2019)")
+    v_sun_err_kms: Vector3 = _field([3.0, 1.4, 0.09], "km/s", help="1-sigma of v_sun (Drimmel & Poggio 2018; Reid & Brunthaler 2004)",
+                                    expect="3 numbers")
+
+    def sun(self) -> SunFrame:
+        """The SunFrame of these settings."""
+        return SunFrame(self.r0_kpc, self.z_sun_kpc, tuple(float(v) for v in self.v_sun_kms), self.roll_deg)
+
+    def draw_sun(self, seed: int) -> SunFrame:
+        """A SunFrame with R0, z_sun and v_sun drawn from their 1-sigma uncertainties (x0_v0 members)."""
+        rng = np.random.default_rng(seed)
+        r0 = self.r0_kpc + self.r0_err_kpc * rng.standard_normal()
+        z = self.z_sun_kpc + self.z_sun_err_kpc * rng.standard_normal()
+        v = np.asarray(self.v_sun_kms, dtype=float) + np.asarray(self.v_sun_err_kms, dtype=float) * rng.standard_normal(3)
+        return SunFrame(float(r0), float(z), tuple(float(a) for a in v), self.roll_deg)
+
+
+class MockSection(Section):
+    family: Literal[tuple(MOCK_FAMILIES)] = _field("barred_isothermal", help="built-in mock galaxy (docs/method.md, 'The mocks')")
+    n_stars: Int = _field(200_000, ge=1000, help="stars drawn inside catalogue.r_max_kpc")
+    seed: Int = _field(1, ge=0, help="seed of the mock's random draws")
+    parallax_error_mas: Float = _field(0.02, "mas", ge=0.0, help="quoted parallax error of every mock star")
+    pm_error_mas_yr: Float = _field(0.02, "mas/yr", ge=0.0, help="quoted proper-motion error")
+    rv_error_kms: Float = _field(1.0, "km/s", ge=0.0, help="quoted radial-velocity error")
+
+
+class EnsembleSection(Section):
+    df_seed: Int = _field(3, ge=1, help="flows on the data with different seeds; their median is the best-fit DF")
+    df_seed_potentials: StrictBool = _field(False, help="also train one potential on each single df_seed flow (that pipeline's spread)")
+    potential_seed: Int = _field(2, ge=0, help="potentials with different seeds on the best-fit DF (the best estimate)")
+    obs_noise: Int = _field(0, ge=0, help="flows on data with added noise from the quoted errors, each with a potential (gaia format)")
+    bootstrap: Int = _field(0, ge=0, help="flows on bootstrap resamples of the stars, each with a potential")
+    x0_v0: Int = _field(0, ge=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
+
+
+class DFSection(Section):
+    transforms: Int = _field(6, ge=1, le=64, help="affine autoregressive transforms in each flow")
+    hidden: Widths = _field([128, 128], help="hidden layer widths of each transform's MADE network", expect=WIDTHS)
+    batch_size: Int = _field(2048, ge=16, help="stars per optimisation step")
+    max_epochs: Int = _field(25, ge=1, help="upper bound on passes over the training stars")
+    learning_rate: Float = _field(1e-3, ge=1e-6, le=1.0, help="initial Adam learning rate (cosine-decayed)")
+    clip_grad_norm: Float = _field(1.0, ge=0.0, help="clip the gradient norm of each step at this value")
+    weight_decay: Float = _field(0.0, ge=0.0, help="AdamW weight decay")
+    validation_fraction: Float = _field(0.1, ge=0.01, le=0.5, help="shuffled stars held out for early stopping")
+    patience: Int = _field(6, ge=1, help="epochs without validation improvement before stopping")
+    checkpoint_every_epochs: Int = _field(1, ge=1, help="epochs between checkpoints")
+
+
+class CacheSection(Section):
+    n_points: Int = _field(100_000, ge=100, help="phase-space points drawn from the flows")
+    r_max_kpc: Float = _field(0.9, "kpc", ge=0.01, help="keep points within this distance of the Sun")
+    batch_size: Int = _field(20_000, ge=100, help="points per evaluation batch")
+
+
+class PotentialSection(Section):
+    hidden: Widths = _field([128, 128, 128], help="hidden layer widths of the Phi(x) MLP (SiLU)", expect=WIDTHS)
+    phi_scale_kms2: Float = _field(1.0e4, "(km/s)^2", ge=1.0, help="output scale of the network")
+    steps: Int = _field(3000, ge=1, help="optimisation steps")
+    batch_size: Int = _field(2048, ge=16, help="cache points per step")
+    penalty_points: Int = _field(256, ge=1, help="cache points per step (of the batch) where the negative-density penalty is evaluated")
+    learning_rate: Float = _field(2e-3, ge=1e-6, le=1.0, help="initial Adam learning rate of Phi (cosine-decayed)")
+    omega_learning_rate: Float = _field(0.2, "km/s/kpc", ge=0.0, help="Adam step size of Omega_p")
+    omega_init_kms_kpc: Float = _field(20.0, "km/s/kpc", help="starting value of Omega_p")
+    fixed_omega_kms_kpc: Float | None = _field(None, "km/s/kpc", help="fix Omega_p (0 = static) instead of fitting it")
+    alpha: Float = _field(0.05, "kpc/(km/s)", ge=0.0, help="residual softening of the loss: asinh(alpha|r|)/alpha")
+    beta: Float = _field(1.0e-3, "kpc^2/(km/s)^2", ge=0.0, help="softening of the negative-density penalty")
+    lam: Float = _field(1.0, ge=0.0, help="weight lambda of the negative-density penalty")
+    checkpoint_every_steps: Int = _field(500, ge=1, help="steps between checkpoints")
+
+
+class SummarySection(Section):
+    shell_r_min_kpc: Float = _field(0.1, "kpc", ge=0.0, help="inner radius of the averaging shell")
+    shell_r_max_kpc: Float = _field(0.8, "kpc", ge=0.01, help="outer radius of the averaging shell")
+    arc_dr_kpc: Float = _field(0.05, "kpc", ge=0.001, help="rho(R=R0): half-width in Galactocentric R")
+    arc_dz_kpc: Float = _field(0.1, "kpc", ge=0.001, help="rho(R=R0): half-width in height about the Sun")
+    grid_spacing_kpc: Float = _field(0.025, "kpc", ge=0.002, le=0.5, help="spacing of the evaluation grid")
+    rho_baryon_msun_pc3: Float | None = _field(
+        None, "Msun/pc^3", ge=0.0,
+        help="baryon density for rho_DM; null = McKee+2015 (0.084) for data, the mock's own disc+bulge for a mock",
+    )
 
 
 SECTION_HELP = {
@@ -370,32 +212,228 @@ SECTION_HELP = {
     "df": "DF stage: normalizing flows (masked autoregressive, affine, SiLU) fitted to the stars",
     "cache": "gradient cache: points drawn from the flows, with the median of their ln f gradients",
     "potential": "potential stage: Phi(x) network + Omega_p fitted to the CBE in the rotating frame",
-    "summary": "the reported scalars (METHOD.md, Figure 6 of the paper)",
+    "summary": "the reported scalars (docs/method.md, Figure 6 of the paper)",
 }
+
+
+class Config(Section):
+    """The whole configuration: one section per stage of the run (see ``SECTION_HELP``)."""
+
+    run: RunSection = RunSection()
+    catalogue: CatalogueSection = CatalogueSection()
+    cuts: CutsSection = CutsSection()
+    frame: FrameSection = FrameSection()
+    mock: MockSection = MockSection()
+    ensemble: EnsembleSection = EnsembleSection()
+    df: DFSection = DFSection()
+    cache: CacheSection = CacheSection()
+    potential: PotentialSection = PotentialSection()
+    summary: SummarySection = SummarySection()
+
+    def to_dict(self) -> dict:
+        """Plain nested dicts and lists (what config.yaml holds)."""
+        return self.model_dump(mode="json")
+
+
+# --- error messages -----------------------------------------------------------------------------
+def _annotation_kind(tp) -> str:
+    """How to say what a field of annotation ``tp`` expects, e.g. 'an integer' or 'a number or null'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return _annotation_kind(args[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_annotation_kind(a) for a in args if a is not type(None)]
+        return " or ".join(kinds) + (" or null" if type(None) in args else "")
+    if origin is Literal:
+        return f"one of {list(args)}"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if origin is list:
+        return "a list"
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return "a mapping of keys"
+    return str(tp)
+
+
+def _bounds(info) -> tuple[Any, Any]:
+    lo = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+    hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
+    return lo, hi
+
+
+def _describe(info) -> tuple[str, str]:
+    """(what the field expects, its unit in parentheses or '')."""
+    extra = info.json_schema_extra or {}
+    unit = f" ({extra['unit']})" if extra.get("unit") else ""
+    return extra.get("expect") or _annotation_kind(info.annotation), unit
+
+
+def _message(model: type[BaseModel], loc: tuple, err: dict, data: Any) -> str:
+    """One line for one pydantic error: the key path, what was expected, what was given."""
+    path, raw = "", data
+    for i, part in enumerate(loc):
+        if isinstance(part, int) or part not in model.model_fields:
+            if err["type"] == "extra_forbidden" and isinstance(part, str):
+                known = ", ".join(sorted(model.model_fields))
+                what = "unknown column key" if model in (PhaseSpaceColumns, GaiaColumns) else "unknown key"
+                return f"{path + '.' if path else ''}{part}: {what} (known: {known})"
+            break
+        path = f"{path}.{part}" if path else part
+        raw = raw.get(part) if isinstance(raw, dict) else raw
+        info = model.model_fields[part]
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel) and i < len(loc) - 1:
+            model = sub
+            continue
+        expect, unit = _describe(info)
+        if err["type"] in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+            lo, hi = _bounds(info)
+            rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            return f"{path}: expected a value in {rng}{unit}, got {raw!r}"
+        if err["type"] == "finite_number":
+            return f"{path}: expected a finite number{unit}, got {raw!r}"
+        return f"{path}: expected {expect}{unit}, got {raw!r}"
+    if isinstance(raw, dict) or not path:
+        return f"{path or 'config'}: expected a mapping of keys, got {raw!r}"
+    return f"{path}: {err['msg']}"
+
+
+def _cross_check(cfg: Config) -> list[str]:
+    """Checks that involve more than one key."""
+    out = []
+    e, s = cfg.ensemble, cfg.summary
+    if e.obs_noise > 0 and cfg.catalogue.format != "gaia":
+        out.append("ensemble.obs_noise: needs catalogue.format: gaia (noise is drawn in observable space)")
+    if e.potential_seed + e.obs_noise + e.bootstrap + e.x0_v0 == 0 and not e.df_seed_potentials:
+        out.append("ensemble: no potential member: set potential_seed, x0_v0, obs_noise, bootstrap > 0 or df_seed_potentials: true")
+    if s.shell_r_min_kpc >= s.shell_r_max_kpc:
+        out.append("summary.shell_r_min_kpc: must be smaller than summary.shell_r_max_kpc")
+    if s.shell_r_max_kpc > cfg.catalogue.r_max_kpc:
+        out.append(f"summary.shell_r_max_kpc: must not exceed catalogue.r_max_kpc ({cfg.catalogue.r_max_kpc} kpc)")
+    if cfg.cache.r_max_kpc > cfg.catalogue.r_max_kpc:
+        out.append(f"cache.r_max_kpc: must not exceed catalogue.r_max_kpc ({cfg.catalogue.r_max_kpc} kpc)")
+    return out
+
+
+# --- YAML ---------------------------------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, except that 1e5 (exponent without a dot) is a number, as in YAML 1.2,
+    and a key given twice in one mapping is reported (the last value is used)."""
+
+    duplicates: list[str]
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            loader.duplicates.append(f"{key!r} (line {key_node.start_mark.line + 1})")
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text -> Python objects (see ``_Loader``); duplicated keys raise a ConfigWarning naming ``where``."""
+    loader = _Loader(text)
+    loader.duplicates = []
+    try:
+        data = loader.get_single_data()
+    finally:
+        loader.dispose()
+    for dup in loader.duplicates:
+        warnings.warn(f"{where}: key {dup} is given more than once; the last value is used", ConfigWarning, stacklevel=2)
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b.c=value' -> (['a', 'b', 'c'], YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {text!r}: empty key in {key!r}")
+    try:
+        value = parse_yaml(raw, f"--set {key}")
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
+    return parts, value
+
+
+def config_from_dict(data: dict | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Build and validate a Config from nested dicts plus 'key.path=value' overrides."""
+    data = copy.deepcopy(data) if data else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping of sections, got {data!r}")
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for p in parts[:-1]:
+            if not isinstance(node.setdefault(p, {}), dict):
+                raise ConfigError(f"--set {'.'.join(parts)}: {p} is not a section")
+            node = node[p]
+        node[parts[-1]] = value
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = list(dict.fromkeys(_message(Config, tuple(e["loc"]), e, data) for e in exc.errors()))
+        raise ConfigError("\n".join(lines)) from None
+    problems = _cross_check(cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Load config.yaml (or only defaults when path is None), apply overrides, validate."""
+    data = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = parse_yaml(p.read_text(encoding="utf-8"), str(p)) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {p}: not UTF-8 text ({exc})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p}: not valid YAML: {exc}") from None
+    return config_from_dict(data, overrides)
 
 
 def render_default_yaml() -> str:
     """config.yaml with every key at its default, commented with its unit, range and meaning."""
     lines = ["# dpot-hpc configuration: every key, at its default. Units are in the comments.",
              "# Override any key on the command line with --set section.key=value.", ""]
-    defaults = Config()
-    for sec in dataclasses.fields(Config):
-        lines.append(f"{sec.name}:  # {SECTION_HELP[sec.name]}")
-        obj = getattr(defaults, sec.name)
-        for f in dataclasses.fields(obj):
-            m = f.metadata
-            value = yaml.safe_dump(getattr(obj, f.name), default_flow_style=True, width=10_000).strip()
-            if value.endswith("\n..."):
-                value = value[:-4].strip()
-            if value.endswith("..."):
-                value = value[:-3].strip()
-            notes = [m["help"]]
-            if m.get("unit"):
-                notes.append(f"[{m['unit']}]")
-            if m.get("lo") is not None or m.get("hi") is not None:
-                notes.append(f"range {m['lo'] if m['lo'] is not None else '-inf'}..{m['hi'] if m['hi'] is not None else 'inf'}")
-            if m.get("choices"):
-                notes.append("one of " + "/".join(m["choices"]))
-            lines.append(f"  {f.name}: {value}  # {'; '.join(notes)}")
+    defaults = Config().to_dict()
+    for sec, sec_info in Config.model_fields.items():
+        lines.append(f"{sec}:  # {SECTION_HELP[sec]}")
+        for name, info in sec_info.annotation.model_fields.items():
+            value = yaml.safe_dump(defaults[sec][name], default_flow_style=True, width=10_000).strip()
+            value = value.removesuffix("...").strip()
+            notes = [info.description]
+            extra = info.json_schema_extra or {}
+            if extra.get("unit"):
+                notes.append(f"[{extra['unit']}]")
+            lo, hi = _bounds(info)
+            if lo is not None or hi is not None:
+                notes.append(f"range {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}")
+            if typing.get_origin(info.annotation) is Literal:
+                notes.append("one of " + "/".join(typing.get_args(info.annotation)))
+            lines.append(f"  {name}: {value}  # {'; '.join(notes)}")
         lines.append("")
     return "\n".join(lines)

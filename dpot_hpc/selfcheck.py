@@ -15,12 +15,23 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
+import astropy
+import h5py
 import torch
 
-from . import __version__
+from ._version import __version__
+from .config import Config, DFSection
+from .data.h5io import atomic_h5, load_tree, save_tree
+from .data.mockfile import mock_galaxy
+from .models.df_training import build_flow, train_flow
+from .models.flows import log_prob_and_gradients
+from .models.potential import PotentialNet, fields
+from .physics.cbe import residual_heliocentric
+from .physics.derivatives import gradient_and_laplacian
+from .physics.mock import log_df_gradients, sample, truth_fields
 
 
 @dataclass(frozen=True)
@@ -35,9 +46,6 @@ class Check:
 
 def environment() -> list[str]:
     """Versions of the stack and the devices torch sees, one line each."""
-    import astropy
-    import h5py
-
     lines = [
         f"dpot-hpc {__version__}, Python {platform.python_version()} on {platform.machine()}",
         (f"torch {torch.__version__} (CUDA build: {torch.version.cuda or 'none'}), "
@@ -60,12 +68,7 @@ def environment() -> list[str]:
 
 
 def check_cbe(device: str) -> str:
-    from .cbe import residual_heliocentric
-    from .config import load_config
-    from .mock import log_df_gradients, sample, truth_fields
-    from .mockfile import mock_galaxy
-
-    mock = mock_galaxy(load_config(None))
+    mock = mock_galaxy(Config())
     s = sample(mock, 2000, seed=3, chunk=50_000)
     x, v = s.x_h.to(device), s.v_h.to(device)
     _, gx, gv = log_df_gradients(mock, s.log_c.to(device), x, v)
@@ -83,8 +86,6 @@ def check_cbe(device: str) -> str:
 
 
 def check_laplacian(device: str) -> str:
-    from .potential import PotentialNet, fields, gradient_and_laplacian
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         phi = PotentialNet([64, 64]).to(device)
@@ -94,7 +95,7 @@ def check_laplacian(device: str) -> str:
         x = (torch.rand(512, 3, dtype=torch.float64) * 2 - 1).to(device)
     with torch.no_grad():
         _, grad1, lap1 = fields(phi, x)
-    grad2, lap2 = gradient_and_laplacian(phi, x)
+    _, grad2, lap2 = gradient_and_laplacian(phi, x)
     err = max(((lap1 - lap2).abs().max() / lap2.abs().mean()).item(),
               ((grad1 - grad2).abs().max() / grad2.abs().mean()).item())
     if not err < 1e-4:
@@ -103,17 +104,11 @@ def check_laplacian(device: str) -> str:
 
 
 def check_flow(device: str) -> str:
-    from .config import DFSection, load_config
-    from .fit_df import build_flow, train_flow
-    from .flows import log_prob_and_gradients
-    from .mock import sample
-    from .mockfile import mock_galaxy
-
-    mock = mock_galaxy(load_config(None))
+    mock = mock_galaxy(Config())
     stars = sample(mock, 6000, seed=5, chunk=50_000)
     w = torch.cat([stars.x_h, stars.v_h], -1)
     train, held = w[:5000], w[5000:]
-    df = replace(DFSection(), transforms=2, hidden=[32, 32], batch_size=256, max_epochs=4, patience=4, learning_rate=3e-3)
+    df = DFSection(transforms=2, hidden=[32, 32], batch_size=256, max_epochs=4, patience=4, learning_rate=3e-3)
     r_max = mock.r_max_kpc
     flow, _ = train_flow(train, df, seed=7, r_max_kpc=r_max, device=device)
     untrained = build_flow(df, 7, r_max)
@@ -130,16 +125,12 @@ def check_flow(device: str) -> str:
 
 
 def check_hdf5(device: str) -> str:
-    from .checkpoints import atomic_h5, load_tree, save_tree
-
     gen = torch.Generator().manual_seed(1)
     tree = {"model": {"w": torch.randn(16, 8, generator=gen), "step": 12}, "history": [[1, 0.5], [2, 0.25]]}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "check.h5"
         with atomic_h5(path) as h5:
             save_tree(h5, tree)
-        import h5py
-
         with h5py.File(path, "r") as h5:
             back = load_tree(h5)
     if not (torch.equal(back["model"]["w"], tree["model"]["w"]) and back["model"]["step"] == 12

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dpot_hpc.config import load_config
-from dpot_hpc.mock import sample
-from dpot_hpc.mockfile import mock_galaxy
+from dpot_hpc.physics.mock import sample
+from dpot_hpc.data.mockfile import mock_galaxy
 
 torch.set_num_threads(int(os.environ.get("DPOT_TEST_THREADS", "2")))
 

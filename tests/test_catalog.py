@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from dpot_hpc.catalog import CatalogueError
+from dpot_hpc.data.tables import CatalogueError
 from dpot_hpc.config import load_config
-from dpot_hpc.prepare import prepare_sample, read_prepared
+from dpot_hpc.data.prepare import prepare_sample, read_prepared
 
 COLS = ("x", "y", "z", "vx", "vy", "vz")
 

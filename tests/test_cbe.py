@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dpot_hpc.cbe import residual_galactocentric, residual_heliocentric
-from dpot_hpc.mock import log_df_gradients, truth_fields
+from dpot_hpc.physics.cbe import residual_galactocentric, residual_heliocentric
+from dpot_hpc.physics.mock import log_df_gradients, truth_fields
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import dpot_hpc
-from dpot_hpc.summary import SCALARS
+from dpot_hpc.physics.scalars import SCALARS
 
 TINY = ["mock.n_stars=4000", "ensemble.df_seed=2", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=2",
         "df.batch_size=512", "cache.n_points=2000", "ensemble.potential_seed=2", "potential.hidden=[16, 16]",

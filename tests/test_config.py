@@ -20,7 +20,7 @@ def test_overrides_are_typed():
     assert cfg.potential.fixed_omega_kms_kpc == 0.0
     assert cfg.frame.v_sun_kms == [11, 240, 7]
     cfg = load_config(None, ["catalogue.gaia_columns.parallax=plx"])
-    assert cfg.catalogue.gaia_columns["parallax"] == "plx" and cfg.catalogue.gaia_columns["ra"] == "ra"
+    assert cfg.catalogue.gaia_columns.parallax == "plx" and cfg.catalogue.gaia_columns.ra == "ra"
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,8 @@ def test_overrides_are_typed():
         ("catalogue.r_max_kpc=-1", r"catalogue\.r_max_kpc: expected a value in \[0\.05, 10\.0\] \(kpc\)"),
         ("run.device=tpu", r"run\.device: expected one of"),
         ("frame.v_sun_kms=[1, 2]", r"frame\.v_sun_kms: expected 3 numbers"),
-        ("mock.components=[{sigma_kms: -3, fraction: 1}]", r"mock\.components\[0\]\.sigma_kms: expected a positive number"),
+        ("mock.family=spiral", r"mock\.family: expected one of \['barred_isothermal'"),
+        ("df.hidden=[64, 0]", r"df\.hidden: expected a non-empty list of positive integers"),
         ("summary.shell_r_max_kpc=2", r"summary\.shell_r_max_kpc: must not exceed catalogue\.r_max_kpc"),
         ("potential.alpha=abc", r"potential\.alpha: expected a number"),
         ("frame.r0_kpc=40", r"frame\.r0_kpc: expected a value in \[4\.0, 12\.0\] \(kpc\)"),

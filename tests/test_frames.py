@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpot_hpc.frames import SunFrame, galcen_to_helio, helio_to_galcen
+from dpot_hpc.physics.frames import SunFrame, galcen_to_helio, helio_to_galcen
 
 
 @pytest.mark.parametrize(

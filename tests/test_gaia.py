@@ -8,11 +8,11 @@ import pytest
 import torch
 from astropy.table import Table
 
-from dpot_hpc.catalog import CatalogueError
+from dpot_hpc.data.tables import CatalogueError
 from dpot_hpc.config import load_config
-from dpot_hpc.frames import SunFrame, helio_to_galcen
-from dpot_hpc.mockfile import write_mock
-from dpot_hpc.prepare import bootstrap_indices, draw_sun, prepare_sample, read_prepared
+from dpot_hpc.physics.frames import SunFrame, helio_to_galcen
+from dpot_hpc.data.mockfile import write_mock
+from dpot_hpc.data.prepare import bootstrap_indices, prepare_sample, read_prepared
 
 GAIA = ["catalogue.format=gaia", "cuts.min_stars=100", "catalogue.chunk_rows=3000", "mock.n_stars=10000"]
 
@@ -105,10 +105,10 @@ def test_bootstrap_and_frame_draws_are_deterministic(default_config):
     a, b = bootstrap_indices(1000, 3), bootstrap_indices(1000, 3)
     assert len(a) == 1000 and np.array_equal(a, b) and len(np.unique(a)) < 1000
     assert not np.array_equal(a, bootstrap_indices(1000, 4))
-    suns = [draw_sun(default_config, s) for s in range(400)]
+    suns = [default_config.frame.draw_sun(s) for s in range(400)]
     r0 = np.array([s.r0_kpc for s in suns])
     assert abs(r0.mean() - 8.122) < 4 * 0.031 / 20 and abs(r0.std() / 0.031 - 1) < 0.15
-    assert draw_sun(default_config, 7) == draw_sun(default_config, 7)
+    assert default_config.frame.draw_sun(7) == default_config.frame.draw_sun(7)
 
 
 def test_bad_gaia_inputs(mock_file, tmp_path):

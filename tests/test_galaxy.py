@@ -5,8 +5,9 @@ import math
 import torch
 
 from dpot_hpc.constants import LAPLACIAN_TO_RHO_MSUN_PC3, MSUN_PER_KPC3_TO_MSUN_PER_PC3
-from dpot_hpc.frames import helio_to_galcen
-from dpot_hpc.galaxy import GalaxyModel, accel_and_laplacian
+from dpot_hpc.physics.frames import helio_to_galcen
+from dpot_hpc.physics.derivatives import gradient_and_laplacian
+from dpot_hpc.physics.galaxy import GalaxyModel
 
 POINTS_GC = torch.tensor(
     [[-8.122, 0.0, 0.0208], [-7.5, 0.6, 0.3], [-8.9, -0.4, -0.5], [-8.0, 0.2, 0.9], [2.0, 1.0, 0.1], [0.3, -0.2, 0.4]],
@@ -16,7 +17,7 @@ POINTS_GC = torch.tensor(
 
 def test_autograd_density_matches_closed_form_without_bar():
     g = GalaxyModel(bar_strength=0.0)
-    _, _, lap = accel_and_laplacian(g.phi, POINTS_GC)
+    _, _, lap = gradient_and_laplacian(g.phi, POINTS_GC)
     rho_ad = lap * LAPLACIAN_TO_RHO_MSUN_PC3
     rho_cf = (g.rho_disc(POINTS_GC) + g.rho_bulge(POINTS_GC) + g.rho_halo(POINTS_GC)) * MSUN_PER_KPC3_TO_MSUN_PER_PC3
     assert torch.allclose(rho_ad, rho_cf, rtol=1e-9, atol=0)
@@ -25,18 +26,18 @@ def test_autograd_density_matches_closed_form_without_bar():
 def test_bar_adds_no_density_outside_its_radius():
     g = GalaxyModel(bar_strength=0.05)
     outside = POINTS_GC[torch.linalg.vector_norm(POINTS_GC, dim=-1) > g.bar_radius_kpc]
-    _, a_bar, lap_bar = accel_and_laplacian(g.phi_bar, outside)
+    _, a_bar, lap_bar = gradient_and_laplacian(g.phi_bar, outside)
     assert a_bar.abs().max() > 1.0  # the bar does pull, (km/s)^2/kpc
     assert (lap_bar.abs().max() * LAPLACIAN_TO_RHO_MSUN_PC3).item() < 1e-12
     # ... and it does add density inside its radius
     inside = POINTS_GC[torch.linalg.vector_norm(POINTS_GC, dim=-1) < g.bar_radius_kpc]
-    _, _, lap_in = accel_and_laplacian(g.phi_bar, inside)
+    _, _, lap_in = gradient_and_laplacian(g.phi_bar, inside)
     assert (lap_in.abs().min() * LAPLACIAN_TO_RHO_MSUN_PC3).item() > 1e-3
 
 
 def test_local_density_and_circular_speed_are_milky_way_like(mock):
     x_sun = helio_to_galcen(torch.zeros(1, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64), mock.sun)[0]
-    _, _, lap = accel_and_laplacian(mock.galaxy.phi, x_sun)
+    _, _, lap = gradient_and_laplacian(mock.galaxy.phi, x_sun)
     rho = (lap * LAPLACIAN_TO_RHO_MSUN_PC3).item()
     assert 0.05 < rho < 0.15
     assert 200 < mock.galaxy.circular_speed_axisymmetric(mock.sun.r0_kpc) < 260
@@ -53,7 +54,7 @@ def test_bar_quadrupole_at_sun_has_dehnen_amplitude():
 
 def test_potential_fields_forward_laplacian_matches_autograd():
     """The one-pass (value, Jacobian, Laplacian) propagation equals nested autograd."""
-    from dpot_hpc.potential import PotentialNet, fields, gradient_and_laplacian
+    from dpot_hpc.models.potential import PotentialNet, fields
 
     torch.manual_seed(0)
     phi = PotentialNet([32, 32, 32], length_scale_kpc=0.9, phi_scale_kms2=1e4).double()
@@ -62,7 +63,7 @@ def test_potential_fields_forward_laplacian_matches_autograd():
         phi.quadratic.normal_()
     x = torch.randn(40, 3, dtype=torch.float64)
     p, g, lap = fields(phi, x)
-    g_ad, lap_ad = gradient_and_laplacian(phi, x)
+    _, g_ad, lap_ad = gradient_and_laplacian(phi, x)
     assert torch.allclose(p, phi(x), rtol=1e-12, atol=1e-8)
     assert torch.allclose(g, g_ad, rtol=1e-10, atol=1e-8)
     assert torch.allclose(lap, lap_ad, rtol=1e-10, atol=1e-8)
@@ -70,7 +71,7 @@ def test_potential_fields_forward_laplacian_matches_autograd():
 
 def test_flow_sampling_inverts_the_density_map():
     """from_base inverts to_base, and samples land inside the selection ball."""
-    from dpot_hpc.flows import Flow
+    from dpot_hpc.models.flows import Flow
 
     torch.manual_seed(1)
     flow = Flow(3, [16, 16], order_seed=4, r_max_kpc=1.0).double()

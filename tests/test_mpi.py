@@ -14,8 +14,9 @@ import h5py
 import numpy as np
 import pytest
 
-from dpot_hpc.checkpoints import load_tree
-from dpot_hpc.summary import SCALARS, ensemble_report
+from dpot_hpc.data.h5io import load_tree
+from dpot_hpc.ensemble.statistics import ensemble_report
+from dpot_hpc.physics.scalars import SCALARS
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 

@@ -3,20 +3,22 @@
 import pytest
 
 from dpot_hpc.config import load_config
-from dpot_hpc.ensemble import plan_rows
-from dpot_hpc.schedule import REFERENCE_COSTS_S, simulate
+from dpot_hpc.data.runfolder import RunFolder
+from dpot_hpc.ensemble.plan import plan_rows
+from dpot_hpc.ensemble.schedule import REFERENCE_COSTS_S, simulate
 
 
 def test_plan_members_and_seeds():
     cfg = load_config(None, ["ensemble.df_seed=4", "ensemble.potential_seed=3", "ensemble.bootstrap=2",
                              "ensemble.x0_v0=2", "ensemble.df_seed_potentials=true"])
-    rows = plan_rows(cfg)
+    rows = plan_rows(cfg, RunFolder.of(cfg))
     by_stage = {s: [r for r in rows if r["stage"] == s] for s in ("df", "cache", "potential")}
     assert len(by_stage["df"]) == 4 + 2
     assert len(by_stage["cache"]) == 1 + 4 + 2  # best fit + one per single flow with its own potential
     assert len(by_stage["potential"]) == 3 + 4 + 2 + 2
     assert len({r["seed"] for r in rows}) == len(rows)
-    assert plan_rows(load_config(None, ["run.seed=5"]))[0]["seed"] != rows[0]["seed"]
+    other = load_config(None, ["run.seed=5"])
+    assert plan_rows(other, RunFolder.of(other))[0]["seed"] != rows[0]["seed"]
 
 
 def test_scheduler_simulation_is_list_scheduling():

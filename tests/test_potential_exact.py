@@ -7,11 +7,11 @@ analytic potential's.
 import pytest
 import torch
 
-from dpot_hpc.config import load_config, sun_frame
-from dpot_hpc.fit_potential import train_potential
-from dpot_hpc.members import member_scalars
-from dpot_hpc.mock import log_df_gradients
-from dpot_hpc.mockfile import truth_on_grid
+from dpot_hpc.config import load_config
+from dpot_hpc.models.potential_training import train_potential
+from dpot_hpc.ensemble.members import member_scalars
+from dpot_hpc.physics.mock import log_df_gradients
+from dpot_hpc.data.mockfile import truth_on_grid
 
 SETTINGS = ["potential.steps=1500", "potential.batch_size=1024", "potential.penalty_points=256",
             "summary.grid_spacing_kpc=0.04"]
@@ -24,9 +24,9 @@ def fitted(mock, mock_sample):
     x, v = mock_sample.x_h[keep], mock_sample.v_h[keep]
     _, gx, gv = log_df_gradients(mock, mock_sample.log_c, x, v)
     cache = {"x": x, "v": v, "grad_x": gx, "grad_v": gv}
-    phi, omega_p, _ = train_potential(cache, cfg.potential, sun_frame(cfg), seed=7, length_scale_kpc=1.0)
+    phi, omega_p, _ = train_potential(cache, cfg.potential, cfg.frame.sun(), seed=7, length_scale_kpc=1.0)
     truth = truth_on_grid(mock, cfg)
-    scalars = member_scalars(phi, omega_p, cfg, truth["rho_baryons"])
+    scalars = member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun())
     return scalars, truth["scalars"]
 
 
@@ -58,6 +58,6 @@ def test_static_fit_is_worse_for_a_rotating_mock(mock, mock_sample):
         c = load_config(None, ["potential.steps=300", "potential.batch_size=1024", "potential.penalty_points=64",
                                f"potential.fixed_omega_kms_kpc={'null' if omega is None else omega}",
                                f"potential.omega_init_kms_kpc={mock.omega_p_kms_kpc}"])
-        _, _, state = train_potential(cache, c.potential, sun_frame(c), seed=3, length_scale_kpc=1.0)
+        _, _, state = train_potential(cache, c.potential, c.frame.sun(), seed=3, length_scale_kpc=1.0)
         losses[omega] = state.history[-1][1]
     assert losses[0.0] > losses[None] + 0.5

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from dpot_hpc.config import load_config
-from dpot_hpc.slurm import SlurmOptions, render
+from dpot_hpc.cluster.slurm import SlurmOptions, render
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -11,7 +11,7 @@ import h5py
 import pytest
 import torch
 
-from dpot_hpc.checkpoints import load_tree
+from dpot_hpc.data.h5io import load_tree
 
 SCRIPT = textwrap.dedent(
     """
@@ -19,20 +19,22 @@ SCRIPT = textwrap.dedent(
     torch.set_num_threads(1)
     from pathlib import Path
     from dpot_hpc.config import load_config
-    from dpot_hpc.ensemble import MemberSpec
-    from dpot_hpc.members import run_df_member, run_potential_member
-    from dpot_hpc.mock import sample, log_df_gradients
-    from dpot_hpc.mockfile import mock_galaxy
+    from dpot_hpc.data.runfolder import RunFolder
+    from dpot_hpc.ensemble.members import RunContext, run_df_member, run_potential_member
+    from dpot_hpc.ensemble.plan import MemberSpec
+    from dpot_hpc.physics.mock import sample, log_df_gradients
+    from dpot_hpc.data.mockfile import mock_galaxy
     kind, run_dir = sys.argv[1], Path(sys.argv[2])
     cfg = load_config(None, sys.argv[3:])
     mock = mock_galaxy(cfg)
+    ctx = RunContext(cfg, RunFolder(run_dir), echo=False)
     s = sample(mock, cfg.mock.n_stars, cfg.mock.seed)
     if kind == "df":
-        run_df_member(MemberSpec("df", "df_seed", 0), cfg, run_dir, torch.cat([s.x_h, s.v_h], 1), echo=False)
+        run_df_member(MemberSpec("df", "df_seed", 0), ctx, torch.cat([s.x_h, s.v_h], 1))
     else:
         _, gx, gv = log_df_gradients(mock, s.log_c, s.x_h, s.v_h)
         cache = dict(x=s.x_h, v=s.v_h, grad_x=gx, grad_v=gv)
-        run_potential_member(MemberSpec("potential", "potential_seed", 0), cfg, run_dir, cache, 0.0, echo=False)
+        run_potential_member(MemberSpec("potential", "potential_seed", 0), ctx, cache, 0.0, cfg.frame.sun())
     """
 )
 

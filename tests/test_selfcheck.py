@@ -30,7 +30,7 @@ def test_cli_cuda_passes_on_a_gpu_and_is_a_clear_error_without_one():
 
 
 def test_pick_device_binds_local_rank_modulo_gpus_and_names_the_key():
-    from dpot_hpc.driver import pick_device
+    from dpot_hpc.models.device import pick_device
 
     assert pick_device("cpu", local_rank=5) == "cpu"
     if torch.cuda.is_available():

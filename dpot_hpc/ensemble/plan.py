@@ -1,6 +1,6 @@
 """The ensemble plan: which members exist, what each one reads and writes, and in which stage.
 
-Pipelines (METHOD.md, "Uncertainty pipelines"), sizes in the config's ``ensemble`` section:
+Pipelines (docs/method.md, "Uncertainty pipelines"), sizes in the config's ``ensemble`` section:
   df_seed         N flows on the prepared sample; their median is the best-fit DF
                   (with ensemble.df_seed_potentials, also one potential on each single flow)
   potential_seed  potentials on the best-fit DF (the best estimate is their median)
@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .config import Config
+from ..config import Config
+from ..data.h5io import atomic_write_text
+from ..data.runfolder import RunFolder
 
 STAGES = ("df", "cache", "potential")
 PIPELINES = ("df_seed", "potential_seed", "obs_noise", "bootstrap", "x0_v0")
@@ -51,11 +52,13 @@ class MemberSpec:
     def key(self) -> str:
         return f"{self.kind}/{self.id}"
 
-    def path(self, run_dir: Path) -> Path:
-        return Path(run_dir) / self.kind / f"{self.id}.h5"
+    def path(self, folder: RunFolder):
+        """This member's output file in the run folder."""
+        return folder.member(self.kind, self.id)
 
-    def log_path(self, run_dir: Path) -> Path:
-        return Path(run_dir) / "logs" / f"{self.kind}-{self.id}.log"
+    def log_path(self, folder: RunFolder):
+        """This member's log file in the run folder."""
+        return folder.log(self.kind, self.id)
 
     def seed(self, run_seed: int) -> int:
         return member_seed(run_seed, self.key)
@@ -100,27 +103,30 @@ def potential_cache(spec: MemberSpec) -> MemberSpec:
 
 
 def stages(cfg: Config) -> list[tuple[str, list[MemberSpec]]]:
-    return [("df", df_members(cfg)), ("cache", cache_members(cfg)), ("potential", potential_members(cfg))]
+    """[(stage name, its members in plan order)] for the stages in ``STAGES``."""
+    return list(zip(STAGES, (df_members(cfg), cache_members(cfg), potential_members(cfg))))
 
 
-def inputs(cfg: Config, spec: MemberSpec) -> str:
+def inputs(cfg: Config, spec: MemberSpec, folder: RunFolder) -> str:
     """What a member reads, in words (for the plan table)."""
     if spec.kind == "df":
-        return {"df_seed": "prepared.h5", "obs_noise": f"samples/{spec.id}.h5 (noise from quoted errors)",
-                "bootstrap": "prepared.h5, rows resampled with replacement"}[spec.pipeline]
+        prepared = folder.relative(folder.prepared)
+        return {"df_seed": prepared, "obs_noise": f"{folder.relative(folder.sample(spec.id))} (noise from quoted errors)",
+                "bootstrap": f"{prepared}, rows resampled with replacement"}[spec.pipeline]
     if spec.kind == "cache":
         return ", ".join(s.key for s in cache_flows(cfg, spec))
     extra = " with drawn R0, z_sun, v_sun" if spec.pipeline == "x0_v0" else ""
     return potential_cache(spec).key + extra
 
 
-def plan_rows(cfg: Config) -> list[dict]:
+def plan_rows(cfg: Config, folder: RunFolder) -> list[dict]:
+    """One row per member: stage, id, kind, pipeline, index, seed, inputs, output (relative path)."""
     rows = []
     for stage, specs in stages(cfg):
         for s in specs:
             rows.append({"stage": stage, "id": s.id, "kind": s.kind, "pipeline": s.pipeline, "index": s.index,
-                         "seed": s.seed(cfg.run.seed), "inputs": inputs(cfg, s),
-                         "output": str(Path(s.kind) / f"{s.id}.h5")})
+                         "seed": s.seed(cfg.run.seed), "inputs": inputs(cfg, s, folder),
+                         "output": folder.relative(s.path(folder))})
     return rows
 
 
@@ -132,9 +138,8 @@ def format_plan(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_plan(cfg: Config, run_dir: Path) -> list[dict]:
-    from .checkpoints import atomic_write_text
-
-    rows = plan_rows(cfg)
-    atomic_write_text(Path(run_dir) / "plan.json", json.dumps({"stages": list(STAGES) + ["summary"], "members": rows}, indent=2))
+def write_plan(cfg: Config, folder: RunFolder) -> list[dict]:
+    """Write plan.json (stages and every member) into the run folder; return the rows."""
+    rows = plan_rows(cfg, folder)
+    atomic_write_text(folder.plan, json.dumps({"stages": list(STAGES) + ["summary"], "members": rows}, indent=2))
     return rows

@@ -13,8 +13,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
-from .ensemble import stages
+from ..config import Config
+from ..data.runfolder import RunFolder
+from ..ensemble.plan import stages
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class SlurmOptions:
     extra: tuple[str, ...] = ()  # more #SBATCH lines, e.g. "--qos=normal"
 
 
-def _header(name: str, opts: SlurmOptions, run_dir: Path, array: str | None) -> list[str]:
-    logs = run_dir.resolve() / "logs" / "slurm"
+def _header(name: str, opts: SlurmOptions, folder: RunFolder, array: str | None) -> list[str]:
+    logs = folder.slurm_logs.resolve()
     lines = ["#!/bin/bash", f"#SBATCH --job-name=dpot-{name}", f"#SBATCH --time={opts.time}",
              "#SBATCH --ntasks=1", f"#SBATCH --cpus-per-task={opts.cpus_per_task}"]
     if array is not None:
@@ -53,17 +54,17 @@ def _header(name: str, opts: SlurmOptions, run_dir: Path, array: str | None) -> 
 
 def render(cfg: Config, opts: SlurmOptions) -> list[tuple[str, Path]]:
     """Write the stage scripts; return [(stage, script path)] in submission order."""
-    run_dir = cfg.run_dir()
-    out_dir = run_dir / "slurm"
+    folder = RunFolder.of(cfg)
+    out_dir = folder.slurm_scripts
     out_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "logs" / "slurm").mkdir(parents=True, exist_ok=True)
-    conf = shlex.quote(str((run_dir / "config.yaml").resolve()))
+    folder.slurm_logs.mkdir(parents=True, exist_ok=True)
+    conf = shlex.quote(str(folder.config.resolve()))
     cmd = opts.command
     scripts = []
 
     def write(order: int, name: str, array: str | None, body: str) -> None:
         path = out_dir / f"{order:02d}-{name}.sbatch"
-        path.write_text("\n".join([*_header(name, opts, run_dir, array), body, ""]))
+        path.write_text("\n".join([*_header(name, opts, folder, array), body, ""]))
         path.chmod(0o755)
         scripts.append((name, path))
 

@@ -22,10 +22,13 @@ from pathlib import Path
 
 import torch
 
-from .config import Config
-from .ensemble import MemberSpec, stages, write_plan
-from .members import RunContext, baryon_density, run_member, status
-from .progress import emit, say
+from ..config import Config
+from ..data.runfolder import RunFolder
+from ..ensemble.members import RunContext, run_member, status
+from ..ensemble.plan import STAGES, MemberSpec, stages, write_plan
+from ..ensemble.summary import summarize
+from ..models.device import pick_device
+from ..progress import emit, say
 
 
 class SerialComm:
@@ -112,16 +115,6 @@ class Binding:
     local_size: int
 
 
-def pick_device(want: str, local_rank: int = 0, key: str = "run.device") -> str:
-    """'cuda:<local_rank modulo visible GPUs>' when want is 'cuda', or 'auto' and a GPU is visible;
-    else 'cpu'. Asking for cuda without a GPU is an error naming ``key``."""
-    if want == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"{key}: cuda requested but torch sees no CUDA device")
-    if want in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return "cpu"
-
-
 def bind(comm, cfg: Config) -> Binding:
     """One GPU per rank (local rank modulo visible GPUs), or a fair share of CPU threads."""
     if comm.Get_size() > 1:
@@ -155,7 +148,7 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
     n = len(specs)
     while (i := claims.take(n, rank)) is not None:
         spec = specs[i]
-        path = spec.path(ctx.run_dir)
+        path = spec.path(ctx.folder)
         was = ("done" if path.exists() else "missing") if spec.kind == "cache" else status(path)
         try:
             scalars = run_member(spec, ctx)
@@ -176,53 +169,27 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
     return out
 
 
-def setup(cfg: Config) -> tuple[Path, int]:
-    """The run folder, the catalogue (mock if needed), the prepared sample and the plan (rank 0's
-    work before any member runs). Returns (catalogue path, number of members)."""
-    from .pipeline import catalogue_path, prepare_run_dir, prepared_sample
-
-    run_dir = prepare_run_dir(cfg)
-    cat = catalogue_path(cfg, run_dir)
-    prepared_sample(cfg, run_dir, cat)
-    rows = write_plan(cfg, run_dir)
-    return cat, len(rows)
-
-
-def summarize(cfg: Config, catalogue: Path, scalars: dict[str, dict] | None = None, timing: dict | None = None) -> dict:
-    """Write the summary from the potential members' scalars (read from their files if not given)."""
-    from .members import load_potential_member
-    from .pipeline import truth_of, write_summary
-
-    order = stages(cfg)[2][1]
-    if scalars is None:
-        missing = [s.id for s in order if status(s.path(cfg.run_dir())) != "done"]
-        if missing:
-            raise RuntimeError(f"cannot summarise {cfg.run_dir()}: potential members not finished: {', '.join(missing)}")
-        scalars = {s.id: load_potential_member(s.path(cfg.run_dir()))[2] for s in order}
-    scalars = {s.id: scalars[s.id] for s in order}
-    _, note = baryon_density(cfg, catalogue)
-    return write_summary(cfg, cfg.run_dir(), scalars, truth_of(catalogue), note, timing)
+def setup(cfg: Config) -> tuple[RunFolder, int]:
+    """The run folder set up (config check, mock if needed, prepared sample) and the plan written:
+    rank 0's work before any member runs. Returns (run folder, number of members)."""
+    folder = RunFolder.of(cfg)
+    folder.setup(cfg, log=say)
+    return folder, len(write_plan(cfg, folder))
 
 
 def run_one(cfg: Config, stage: str, index: int) -> dict | None:
     """Run member ``index`` of ``stage`` in this process (a Slurm array task); the run folder must
     have been set up. Finished members are skipped; interrupted ones resume."""
-    from .pipeline import catalogue_path
-
-    names = [n for n, _ in stages(cfg)]
-    if stage not in names:
-        raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(names)})")
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
     specs = dict(stages(cfg))[stage]
     if not 0 <= index < len(specs):
         raise ValueError(f"stage {stage} has {len(specs)} members (indices 0..{len(specs) - 1}), not {index}")
-    if not (cfg.run_dir() / "plan.json").exists():
-        raise RuntimeError(f"{cfg.run_dir()} is not set up: run `dpot-hpc setup` first")
-    from .pipeline import prepare_run_dir
-
-    prepare_run_dir(cfg)  # refuses an incompatible folder
+    folder = RunFolder.of(cfg)
+    folder.require_setup()
+    folder.check_config(cfg)  # refuses an incompatible folder
     binding = bind(SerialComm(), cfg)
-    ctx = RunContext(cfg, cfg.run_dir(), catalogue_path(cfg, cfg.run_dir()), binding.device)
-    return run_member(specs[index], ctx)
+    return run_member(specs[index], RunContext(cfg, folder, binding.device))
 
 
 def run(cfg: Config, comm=None) -> dict | None:
@@ -233,22 +200,22 @@ def run(cfg: Config, comm=None) -> dict | None:
     result = None
     if rank == 0:
         try:
-            cat, n = setup(cfg)
-            shutil.rmtree(cfg.run_dir() / ".claims", ignore_errors=True)  # a killed run's claims
-            result = ("ok", str(cat), n, uuid.uuid4().hex)
+            folder, n = setup(cfg)
+            shutil.rmtree(folder.claims, ignore_errors=True)  # a killed run's claims
+            result = ("ok", n, uuid.uuid4().hex)
         except Exception as exc:  # every rank must learn of it, or the others would wait forever
             result = ("error", exc, None)
     result = comm.bcast(result, root=0)
     if result[0] == "error":
         raise result[1]
     binding = bind(comm, cfg)
-    ctx = RunContext(cfg, cfg.run_dir(), Path(result[1]), binding.device, echo=True)
+    ctx = RunContext(cfg, RunFolder.of(cfg), binding.device, echo=True)
     if rank == 0:
-        say(f"run folder {ctx.run_dir}: {result[2]} members on {size} rank(s), "
+        say(f"run folder {ctx.folder.root}: {result[1]} members on {size} rank(s), "
             f"{binding.device}, {binding.threads} thread(s) per rank")
     mine: dict[str, dict] = {}
     timing = {"setup": time.monotonic() - t_run}
-    claims_root = cfg.run_dir() / ".claims" / result[3]
+    claims_root = ctx.folder.claims / result[2]
     for name, specs in stages(cfg):
         if rank == 0:
             say(f"{name} stage: {len(specs)} members")
@@ -263,6 +230,6 @@ def run(cfg: Config, comm=None) -> dict | None:
     for part in gathered:
         scalars.update(part)
     timing["ranks"] = size
-    summary = summarize(cfg, ctx.catalogue, scalars, timing)
-    say(f"finished in {_fmt(time.monotonic() - t_run)}; summary in {ctx.run_dir / 'summary.json'}")
+    summary = summarize(cfg, ctx.folder, scalars, timing)
+    say(f"finished in {_fmt(time.monotonic() - t_run)}; summary in {ctx.folder.summary_json}")
     return summary

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import astropy.coordinates as coord
+import astropy.units as u
 import numpy as np
 import torch
 
-from . import constants as C
+from .. import constants as C
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,6 @@ class SunFrame:
 
     def astropy_frame(self):
         """The matching ``astropy.coordinates.Galactocentric`` frame."""
-        import astropy.coordinates as coord
-        import astropy.units as u
-
         return coord.Galactocentric(
             galcen_distance=self.r0_kpc * u.kpc,
             z_sun=self.z_sun_kpc * u.kpc,
@@ -55,9 +54,6 @@ _AFFINE_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 def _affine_cached(r0, z_sun, v_sun, roll):
     key = (float(r0), float(z_sun), tuple(float(v) for v in v_sun), float(roll))
     if key not in _AFFINE_CACHE:
-        import astropy.coordinates as coord
-        import astropy.units as u
-
         frame = SunFrame(*key).astropy_frame()
         pts = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
         rep = coord.CartesianRepresentation(
@@ -73,28 +69,34 @@ def _affine_cached(r0, z_sun, v_sun, roll):
     return rot.copy(), x_sun.copy(), v_sun.copy()
 
 
-def _as(t: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+def as_tensor_like(t: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """``t`` as a tensor with the dtype and device of ``like``."""
     return torch.as_tensor(t, dtype=like.dtype, device=like.device)
 
 
 def helio_to_galcen(x_h: torch.Tensor, v_h: torch.Tensor, sun: SunFrame):
     """Heliocentric Galactic Cartesian (kpc, km/s rel. Sun) -> Galactocentric (kpc, km/s)."""
-    rot, x_sun, v_sun = sun.affine()
-    R = _as(rot, x_h)
-    return x_h @ R.T + _as(x_sun, x_h), v_h @ R.T + _as(v_sun, v_h)
+    rot, _, v_sun = sun.affine()
+    return helio_positions_to_galcen(x_h, sun), v_h @ as_tensor_like(rot, v_h).T + as_tensor_like(v_sun, v_h)
+
+
+def helio_positions_to_galcen(x_h: torch.Tensor, sun: SunFrame) -> torch.Tensor:
+    """Heliocentric Galactic Cartesian positions (kpc) -> Galactocentric positions (kpc)."""
+    rot, x_sun, _ = sun.affine()
+    return x_h @ as_tensor_like(rot, x_h).T + as_tensor_like(x_sun, x_h)
 
 
 def galcen_to_helio(x_gc: torch.Tensor, v_gc: torch.Tensor, sun: SunFrame):
     """Galactocentric (kpc, km/s) -> heliocentric Galactic Cartesian (kpc, km/s rel. Sun)."""
     rot, x_sun, v_sun = sun.affine()
-    R = _as(rot, x_gc)
-    return (x_gc - _as(x_sun, x_gc)) @ R, (v_gc - _as(v_sun, v_gc)) @ R
+    R = as_tensor_like(rot, x_gc)
+    return (x_gc - as_tensor_like(x_sun, x_gc)) @ R, (v_gc - as_tensor_like(v_sun, v_gc)) @ R
 
 
 def helio_vectors_to_galcen(vec_h: torch.Tensor, sun: SunFrame) -> torch.Tensor:
     """Rotate free vectors (gradients, accelerations) from heliocentric to Galactocentric axes."""
     rot, _, _ = sun.affine()
-    return vec_h @ _as(rot, vec_h).T
+    return vec_h @ as_tensor_like(rot, vec_h).T
 
 
 def galactic_centre_helio(sun: SunFrame) -> np.ndarray:

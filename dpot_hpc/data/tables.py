@@ -12,7 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+import h5py
 import numpy as np
+from astropy.io import fits
+from astropy.table import Table
 
 
 class CatalogueError(ValueError):
@@ -46,8 +49,6 @@ class TableReader:
         self.kind = table_kind(self.path)
         self._table = None
         if self.kind == "hdf5":
-            import h5py
-
             self._h5 = h5py.File(self.path, "r")
             if hdf5_group not in self._h5:
                 raise CatalogueError(f"catalogue {self.path}: no HDF5 group {hdf5_group!r} (catalogue.hdf5_group)")
@@ -63,8 +64,6 @@ class TableReader:
                 self.n_rows = lengths.pop() if lengths else 0
             self.names = sorted(self._cols)
         elif self.kind == "fits":
-            from astropy.io import fits
-
             try:
                 self._hdul = fits.open(self.path, memmap=True)
                 hdu = next(h for h in self._hdul if isinstance(h, (fits.BinTableHDU, fits.TableHDU)))
@@ -76,8 +75,6 @@ class TableReader:
             self.names = list(hdu.columns.names)
             self.n_rows = hdu.header["NAXIS2"]
         else:
-            from astropy.table import Table
-
             try:
                 self._table = Table.read(self.path)
             except Exception as exc:  # astropy raises many types for unreadable files

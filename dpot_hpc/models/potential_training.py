@@ -1,6 +1,6 @@
 """Training of one potential member: Phi(x) and Omega_p from the CBE residual over a gradient cache.
 
-Loss (METHOD.md): L = ln < asinh(alpha |r|)/alpha + lambda asinh(beta max(-Lap Phi, 0))/beta >,
+Loss (docs/method.md): L = ln < asinh(alpha |r|)/alpha + lambda asinh(beta max(-Lap Phi, 0))/beta >,
 r the CBE residual in the frame rotating at Omega_p (km/s/kpc), the Laplacian exact. The
 negative-density term is evaluated at the first ``penalty_points`` cache points of every batch.
 (Nested autograd is faster here than ``potential.fields`` because only the penalty points need
@@ -11,30 +11,25 @@ uninterrupted one does.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from .cbe import residual_heliocentric
-from .config import PotentialSection
-from .frames import SunFrame
-from .potential import PotentialNet, gradient_and_laplacian
-from .progress import MemberLog
+from ..config import PotentialSection
+from ..physics.cbe import residual_heliocentric
+from ..physics.derivatives import gradient_and_laplacian
+from ..physics.frames import SunFrame
+from ..progress import MemberLog
+from .potential import PotentialNet
+from .training import LoopState, Resumable, seeded, set_cosine_lr
 
-
-@dataclass
-class PotentialTrainState:
-    step: int = 0
-    history: list = field(default_factory=list)  # [step, loss, mean |r|, omega_p]
-    done: bool = False
+#: History columns of a potential member: step, loss, mean |r| [km/s/kpc], Omega_p [km/s/kpc].
+HISTORY_COLUMNS = ("step", "loss", "mean_abs_r", "omega_p")
 
 
 def build_potential(pot: PotentialSection, seed: int, length_scale_kpc: float) -> PotentialNet:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return PotentialNet(list(pot.hidden), length_scale_kpc, pot.phi_scale_kms2)
+    """A fresh potential network whose initial weights depend only on the seed."""
+    return seeded(seed, lambda: PotentialNet(list(pot.hidden), length_scale_kpc, pot.phi_scale_kms2))
 
 
 def loss_terms(
@@ -47,7 +42,7 @@ def loss_terms(
     """(loss, |r| per point, Laplacian at the penalty points) for one batch of cache points."""
     x = batch["x"]
     n_pen = min(pot.penalty_points, x.shape[0])
-    grad_pen, lap = gradient_and_laplacian(phi, x[:n_pen], create_graph=True)
+    _, grad_pen, lap = gradient_and_laplacian(phi, x[:n_pen], create_graph=True)
     x_rest = x[n_pen:].detach().requires_grad_(True)
     (grad_rest,) = torch.autograd.grad(phi(x_rest).sum(), x_rest, create_graph=True)
     accel = -torch.cat([grad_pen, grad_rest])
@@ -71,10 +66,11 @@ def train_potential(
     resume: dict | None = None,
     log: MemberLog | None = None,
     device: str = "cpu",
-) -> tuple[PotentialNet, float, PotentialTrainState]:
+) -> tuple[PotentialNet, float, LoopState]:
     """Fit Phi and Omega_p to cache = {x, v, grad_x, grad_v} (heliocentric, float32 or 64).
 
-    Returns the network, the pattern speed (km/s/kpc) and the training record.
+    Returns the network, the pattern speed (km/s/kpc) and the training record (history rows as in
+    ``HISTORY_COLUMNS``, every ``steps // 20`` steps).
     """
     data = {k: cache[k].to(device=device, dtype=torch.float32) for k in ("x", "v", "grad_x", "grad_v")}
     n = data["x"].shape[0]
@@ -88,23 +84,17 @@ def train_potential(
     if fixed is None:
         groups.append({"params": [omega], "lr": pot.omega_learning_rate, "base_lr": pot.omega_learning_rate})
     opt = torch.optim.Adam(groups)
-    gen = torch.Generator().manual_seed(seed)
-    state = PotentialTrainState()
+    run = Resumable(phi, opt, torch.Generator().manual_seed(seed), LoopState())
     if resume is not None:
-        phi.load_state_dict(resume["model"])
         with torch.no_grad():
-            omega.fill_(float(resume["omega_p"]))
-        opt.load_state_dict(resume["optimizer"])
-        gen.set_state(resume["batch_rng"])
-        state = PotentialTrainState(**resume["state"])
+            omega.fill_(float(run.restore(resume)["omega_p"]))
         if log:
-            log(f"resumed at step {state.step}")
+            log(f"resumed at step {run.state.step}")
+    state = run.state
     report = max(1, pot.steps // 20)
     while state.step < pot.steps:
-        frac = state.step / pot.steps
-        for g in opt.param_groups:
-            g["lr"] = g["base_lr"] * 0.5 * (1.0 + math.cos(math.pi * frac))
-        idx = torch.randint(0, n, (min(pot.batch_size, n),), generator=gen).to(device)
+        set_cosine_lr(opt, state.step, pot.steps)
+        idx = torch.randint(0, n, (min(pot.batch_size, n),), generator=run.rng).to(device)
         batch = {k: v[idx] for k, v in data.items()}
         loss, r_abs, _ = loss_terms(phi, omega, batch, sun, pot)
         opt.zero_grad(set_to_none=True)
@@ -118,13 +108,5 @@ def train_potential(
                     f"Omega_p {omega.item():.3f} km/s/kpc")
         state.done = state.step >= pot.steps
         if checkpoint is not None and (state.done or state.step % pot.checkpoint_every_steps == 0):
-            checkpoint(
-                {
-                    "model": phi.state_dict(),
-                    "omega_p": omega.item(),
-                    "optimizer": opt.state_dict(),
-                    "batch_rng": gen.get_state(),
-                    "state": state.__dict__,
-                }
-            )
+            checkpoint(run.payload(omega_p=omega.item()))
     return phi.cpu(), float(omega.item()), state

@@ -13,8 +13,8 @@ import heapq
 import json
 from pathlib import Path
 
-from .config import Config
-from .ensemble import MemberSpec, cache_flows, stages
+from ..config import Config
+from .plan import STAGES, MemberSpec, cache_flows, stages
 
 #: Seconds per member for the reference sizes (default config, 2 CPU cores, one rank): measured in
 #: the default run, see docs/recovery.md. Keys: df (200k stars x 25 epochs), cache (100k points
@@ -65,7 +65,7 @@ def load_costs(path: str | Path | None) -> dict | None:
 
 def format_prediction(pred: dict, ranks: int) -> str:
     lines = [f"predicted on {ranks} rank(s):", f"{'stage':10s} {'members':>7s} {'wall':>10s} {'idle':>8s}"]
-    for name in ("df", "cache", "potential"):
+    for name in STAGES:
         p = pred[name]
         idle = p["idle_s"] / (p["wall_s"] * ranks) if p["wall_s"] else 0.0
         lines.append(f"{name:10s} {p['members']:7d} {p['wall_s'] / 3600:9.2f}h {idle:8.0%}")

@@ -26,13 +26,13 @@ import h5py
 import numpy as np
 import torch
 
-from . import __version__
-from .checkpoints import atomic_h5
-from .config import Config, sun_frame
-from .constants import PHASE_SPACE_COLUMNS, PHASE_SPACE_UNITS
-from .frames import galcen_to_helio
-from .gaia import ERRORS, OBSERVABLE_UNITS, OBSERVABLES, absolute_g, add_noise, observables_to_helio
-from .catalog import CatalogueError, TableReader
+from .._version import __version__
+from ..config import Config
+from ..constants import PHASE_SPACE_COLUMNS, PHASE_SPACE_UNITS
+from ..physics.frames import galcen_to_helio
+from ..physics.gaia import ERRORS, OBSERVABLE_UNITS, OBSERVABLES, absolute_g, add_noise, observables_to_helio
+from .h5io import atomic_h5
+from .tables import CatalogueError, TableReader
 
 
 def file_sha256(path: Path, block: int = 1 << 24) -> str:
@@ -101,7 +101,7 @@ def _cartesian_chunk(cfg: Config, cols: dict, path: Path, names: dict):
     x = np.stack([cols[c] for c in PHASE_SPACE_COLUMNS[:3]], axis=1).astype(np.float64)
     v = np.stack([cols[c] for c in PHASE_SPACE_COLUMNS[3:]], axis=1).astype(np.float64)
     if cfg.catalogue.format == "galactocentric":
-        xt, vt = galcen_to_helio(torch.from_numpy(x), torch.from_numpy(v), sun_frame(cfg))
+        xt, vt = galcen_to_helio(torch.from_numpy(x), torch.from_numpy(v), cfg.frame.sun())
         x, v = xt.numpy(), vt.numpy()
     return x, v, {}
 
@@ -130,14 +130,14 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
                 need.append("ruwe")
             if cfg.cuts.abs_mag_g_min is not None or cfg.cuts.abs_mag_g_max is not None:
                 need.append("phot_g_mean_mag")
-            keep_cols = [c for c in (*ERRORS, "source_id") if cat.gaia_columns[c] in reader.names]
+            keep_cols = [c for c in (*ERRORS, "source_id") if getattr(cat.gaia_columns, c) in reader.names]
             need = list(dict.fromkeys(need + keep_cols))
-            names = {k: cat.gaia_columns[k] for k in need}
+            names = {k: getattr(cat.gaia_columns, k) for k in need}
             for k, n in names.items():
                 if n not in reader.names:
                     reader.require([n], f" (Gaia {k}, catalogue.gaia_columns.{k}; needed for the configured cuts)")
         else:
-            names = {k: cat.columns[k] for k in PHASE_SPACE_COLUMNS}
+            names = {k: getattr(cat.columns, k) for k in PHASE_SPACE_COLUMNS}
             reader.require(list(names.values()), " (catalogue.columns)")
         inverse = {v: k for k, v in names.items()}
         cuts = CutCounter()
@@ -167,7 +167,7 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
     prov = {
         "input": str(path.resolve()), "bytes": path.stat().st_size, "sha256": file_sha256(path),
         "format": cat.format, "rows_read": n_in, "cuts": report, "n_stars": len(x),
-        "frame": {k: v for k, v in cfg.to_dict()["frame"].items()}, "r_max_kpc": cat.r_max_kpc,
+        "frame": cfg.to_dict()["frame"], "r_max_kpc": cat.r_max_kpc,
         "noise_seed": noise_seed, "version": __version__,
     }
     with atomic_h5(out_path) as f:
@@ -194,14 +194,3 @@ def bootstrap_indices(n: int, seed: int) -> np.ndarray:
     """n row indices drawn with replacement (deterministic in seed)."""
     return np.random.default_rng(seed).integers(0, n, size=n)
 
-
-def draw_sun(cfg: Config, seed: int):
-    """A SunFrame with R0, z_sun and v_sun drawn from their 1-sigma uncertainties (frame section)."""
-    from .frames import SunFrame
-
-    f = cfg.frame
-    rng = np.random.default_rng(seed)
-    r0 = f.r0_kpc + f.r0_err_kpc * rng.standard_normal()
-    z = f.z_sun_kpc + f.z_sun_err_kpc * rng.standard_normal()
-    v = np.asarray(f.v_sun_kms, dtype=float) + np.asarray(f.v_sun_err_kms, dtype=float) * rng.standard_normal(3)
-    return SunFrame(float(r0), float(z), tuple(float(a) for a in v), f.roll_deg)

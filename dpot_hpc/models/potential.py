@@ -13,10 +13,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .constants import LAPLACIAN_TO_RHO_MSUN_PC3
+from ..constants import LAPLACIAN_TO_RHO_MSUN_PC3
 
 
 class PotentialNet(nn.Module):
+    r"""The potential Phi(x) at heliocentric positions x (kpc), in (km/s)^2.
+
+    .. math:: \Phi(x) = \Phi_0 \left[ g \cdot u + \tfrac12 u^\top H u + \mathrm{MLP}(u) \right],
+              \quad u = x / L
+
+    with a learned gradient g, a learned symmetric matrix H (6 numbers) and an MLP with SiLU
+    activations (infinitely differentiable, so the Laplacian and the density are smooth). The
+    explicit linear and quadratic terms carry the bulk of the local field; the MLP learns the rest.
+    Derivatives: autograd (``physics.derivatives``) or the one-pass ``fields``.
+
+    Arguments:
+        hidden: widths of the MLP's hidden layers.
+        length_scale_kpc: L, the scale of the inputs (the analysis radius), kpc.
+        phi_scale_kms2: Phi_0, the scale of the output, (km/s)^2.
+    """
+
     def __init__(self, hidden: list[int], length_scale_kpc: float = 1.0, phi_scale_kms2: float = 1e4):
         super().__init__()
         widths = [3, *hidden]
@@ -80,20 +96,6 @@ def fields(phi: PotentialNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     lap = L.squeeze(-1) + q[0] + q[1] + q[2]
     ps = phi.phi_scale.to(dtype)
     return (out * ps).to(x.dtype), (grad * ps / scale).to(x.dtype), (lap * ps / scale**2).to(x.dtype)
-
-
-def gradient_and_laplacian(phi: nn.Module, x: torch.Tensor, create_graph: bool = False):
-    """(grad Phi, Laplacian Phi) at x by nested autograd; differentiable when create_graph."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        (g,) = torch.autograd.grad(phi(x).sum(), x, create_graph=True)
-        lap = torch.zeros(x.shape[0], dtype=g.dtype, device=g.device)
-        for i in range(3):
-            (h,) = torch.autograd.grad(g[:, i].sum(), x, create_graph=create_graph, retain_graph=True)
-            lap = lap + h[:, i]
-    if not create_graph:
-        g, lap = g.detach(), lap.detach()
-    return g, lap
 
 
 @torch.no_grad()

@@ -20,7 +20,18 @@ LOG_SCALE_BOUND = 4.0
 
 
 class MADE(nn.Module):
-    """Autoregressive MLP: outputs (shift, log-scale) for each dim given the dims before it in ``order``."""
+    r"""Masked autoencoder for distribution estimation (Germain et al. 2015, arXiv:1502.03509).
+
+    An MLP whose weight matrices are masked so that output i depends only on the inputs before i in
+    ``order``: it returns the shift :math:`\mu_i(x_{<i})` and log-scale :math:`s_i(x_{<i})` of one
+    affine autoregressive transform, the log-scale bounded smoothly by
+    :math:`s = B \tanh(\tilde s / B)` (B = ``LOG_SCALE_BOUND``). SiLU activations keep it
+    infinitely differentiable. The output layer starts at zero, so a new transform is the identity.
+
+    Arguments:
+        order: a permutation of the D = 6 coordinates (the autoregressive order).
+        hidden: the widths of the hidden layers.
+    """
 
     def __init__(self, order: torch.Tensor, hidden: list[int]):
         super().__init__()
@@ -132,15 +143,18 @@ class Flow(nn.Module):
         y, logdet = ball_to_space(w[..., :3], float(self.r_max_kpc))
         return torch.cat([y, w[..., 3:]], -1), logdet
 
+    def _standardised(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Physical points -> (standardised unbounded coordinates, ln|det| of the ball map)."""
+        u, logdet = self.to_unbounded(w)
+        return ((u - self.mean.to(w)) / self.std.to(w)).to(self.made[0].layers[0].weight.dtype), logdet
+
     def standardise(self, w: torch.Tensor) -> torch.Tensor:
         """Physical points -> the flow's standardised unbounded coordinates."""
-        u, _ = self.to_unbounded(w)
-        return ((u - self.mean.to(w)) / self.std.to(w)).to(self.made[0].layers[0].weight.dtype)
+        return self._standardised(w)[0]
 
     def log_prob(self, w: torch.Tensor) -> torch.Tensor:
         """ln f at physical phase-space points w = (x, y, z [kpc], vx, vy, vz [km/s]), (N,)."""
-        u, logdet = self.to_unbounded(w)
-        z = ((u - self.mean.to(w)) / self.std.to(w)).to(self.made[0].layers[0].weight.dtype)
+        z, logdet = self._standardised(w)
         lp = self.log_prob_standard(z).to(w.dtype) - torch.log(self.std).sum().to(w)
         return lp + logdet + self.log_n_stars.to(w)
 

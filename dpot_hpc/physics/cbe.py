@@ -8,14 +8,14 @@ log-gradients, a DF stationary in the rotating frame has zero residual
 where x, v are inertial (Galactocentric-origin) positions and velocities and a = -grad Phi.
 Units: x kpc, v km/s, a (km/s)^2/kpc, grad_x ln f 1/kpc, grad_v ln f s/km; r in km/s/kpc
 (i.e. per kpc/(km/s) of time). Reported pattern speeds Omega_p > 0 mean rotation in the sense of
-Galactic rotation, i.e. omega = -Omega_p z_gc (astropy's Galactocentric frame, see METHOD.md).
+Galactic rotation, i.e. omega = -Omega_p z_gc (astropy's Galactocentric frame, see docs/method.md).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .frames import SunFrame, _as, galactic_centre_helio, helio_to_galcen, helio_vectors_to_galcen, omega_axis_helio
+from .frames import SunFrame, as_tensor_like, galactic_centre_helio, helio_to_galcen, helio_vectors_to_galcen, omega_axis_helio
 
 
 def residual(
@@ -53,20 +53,13 @@ def _helio_frame_vectors(sun: SunFrame, dtype, device) -> tuple[torch.Tensor, to
     if key not in _FRAME_VECTORS:
         rot, _, v_sun = sun.affine()
         like = torch.empty(0, dtype=dtype, device=device)
-        _FRAME_VECTORS[key] = (_as(galactic_centre_helio(sun), like), _as(rot.T @ v_sun, like),
-                               _as(omega_axis_helio(sun), like))
+        _FRAME_VECTORS[key] = (as_tensor_like(galactic_centre_helio(sun), like), as_tensor_like(rot.T @ v_sun, like),
+                               as_tensor_like(omega_axis_helio(sun), like))
     return _FRAME_VECTORS[key]
 
 
-def residual_heliocentric(
-    x_h: torch.Tensor,
-    v_h: torch.Tensor,
-    grad_x: torch.Tensor,
-    grad_v: torch.Tensor,
-    accel_h: torch.Tensor,
-    omega_p: torch.Tensor,
-    sun: SunFrame,
-) -> torch.Tensor:
+def residual_heliocentric(x_h: torch.Tensor, v_h: torch.Tensor, grad_x: torch.Tensor, grad_v: torch.Tensor, accel_h: torch.Tensor,
+        omega_p: torch.Tensor, sun: SunFrame) -> torch.Tensor:
     """CBE residual with everything in heliocentric Galactic axes (the DF and potential frame).
 
     x_h in kpc from the Sun, v_h in km/s relative to the Sun, gradients of ln f with respect to
@@ -79,15 +72,8 @@ def residual_heliocentric(
     return residual(x_h - gc, v_h + v_sun_h, grad_x, grad_v, accel_h, -omega_p * axis)
 
 
-def residual_galactocentric(
-    x_h: torch.Tensor,
-    v_h: torch.Tensor,
-    grad_x: torch.Tensor,
-    grad_v: torch.Tensor,
-    accel_h: torch.Tensor,
-    omega_p: torch.Tensor,
-    sun: SunFrame,
-) -> torch.Tensor:
+def residual_galactocentric(x_h: torch.Tensor, v_h: torch.Tensor, grad_x: torch.Tensor, grad_v: torch.Tensor, accel_h: torch.Tensor,
+        omega_p: torch.Tensor, sun: SunFrame) -> torch.Tensor:
     """The same residual, computed after transforming every vector to Galactocentric axes."""
     x_gc, v_gc = helio_to_galcen(x_h, v_h, sun)
     to_gc = [helio_vectors_to_galcen(vec, sun) for vec in (grad_x, grad_v, accel_h)]

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .constants import G_KPC_KMS2_PER_MSUN as G
+from ..constants import G_KPC_KMS2_PER_MSUN as G
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,36 @@ class GalaxyModel:
 
     # --- axisymmetric parts -------------------------------------------------
     def phi_disc(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Miyamoto & Nagai (1975, PASJ 27, 533) disc, (km/s)^2.
+
+        .. math:: \Phi = -\frac{G M}{\sqrt{R^2 + (a + \sqrt{z^2 + b^2})^2}}
+
+        with M = ``disc_mass_msun``, a = ``disc_a_kpc`` (scale length), b = ``disc_b_kpc`` (scale height).
+
+        Arguments:
+            x: Galactocentric positions (..., 3), kpc.
+        """
         R2 = x[..., 0] ** 2 + x[..., 1] ** 2
         zb = torch.sqrt(x[..., 2] ** 2 + self.disc_b_kpc**2)
         return -G * self.disc_mass_msun / torch.sqrt(R2 + (self.disc_a_kpc + zb) ** 2)
 
     def phi_bulge(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Hernquist (1990, ApJ 356, 359) bulge, :math:`\Phi = -G M / (r + a)`, (km/s)^2.
+
+        Arguments:
+            x: Galactocentric positions (..., 3), kpc; M = ``bulge_mass_msun``, a = ``bulge_a_kpc``.
+        """
         r = torch.linalg.vector_norm(x, dim=-1)
         return -G * self.bulge_mass_msun / (r + self.bulge_a_kpc)
 
     def phi_halo(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Navarro, Frenk & White (1996, ApJ 462, 563) halo, (km/s)^2.
+
+        .. math:: \Phi = -\frac{G M_s}{r} \ln(1 + r / r_s), \quad M_s = 4 \pi \rho_s r_s^3
+
+        Arguments:
+            x: Galactocentric positions (..., 3), kpc; M_s = ``halo_mass_msun``, r_s = ``halo_rs_kpc``.
+        """
         r = torch.linalg.vector_norm(x, dim=-1)
         return -G * self.halo_mass_msun * torch.log1p(r / self.halo_rs_kpc) / r
 
@@ -69,6 +90,18 @@ class GalaxyModel:
         return math.pi - math.radians(self.bar_angle_deg)
 
     def phi_bar(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Dehnen (2000, AJ 119, 800) quadrupole bar in the 3-D form of Monari et al. (2016, MNRAS 461,
+        3835), at t = 0, (km/s)^2.
+
+        .. math:: \Phi_b = A \cos(2(\phi - \phi_b)) \frac{R^2}{r^2} U(r), \quad
+                  U = -(R_b / r)^3 \; (r \ge R_b), \quad U = (r / R_b)^3 - 2 \; (r < R_b)
+
+        with A from ``bar_amplitude`` and phi_b from ``bar_phase_rad``. It is harmonic (adds no
+        density) outside R_b = ``bar_radius_kpc``.
+
+        Arguments:
+            x: Galactocentric positions (..., 3), kpc.
+        """
         xx, yy, zz = x[..., 0], x[..., 1], x[..., 2]
         r2 = xx**2 + yy**2 + zz**2
         r = torch.sqrt(r2)
@@ -112,14 +145,3 @@ class GalaxyModel:
         (g,) = torch.autograd.grad(self.phi_axisymmetric(x).sum(), x)
         return math.sqrt(R_kpc * g[0, 0].item())
 
-
-def accel_and_laplacian(phi_fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Phi, a = -grad Phi and Laplacian(Phi) of a scalar field by autograd (exact derivatives)."""
-    x = x.detach().requires_grad_(True)
-    phi = phi_fn(x)
-    (grad,) = torch.autograd.grad(phi.sum(), x, create_graph=True)
-    lap = torch.zeros_like(phi)
-    for i in range(x.shape[-1]):
-        (g2,) = torch.autograd.grad(grad[..., i].sum(), x, retain_graph=True)
-        lap = lap + g2[..., i]
-    return phi.detach(), -grad.detach(), lap.detach()

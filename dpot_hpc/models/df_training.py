@@ -5,36 +5,30 @@ and checkpoints that make a killed run resume to the same final weights as an un
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from .config import DFSection
+from ..config import DFSection
+from ..progress import MemberLog
 from .flows import Flow
-from .progress import MemberLog
+from .training import LoopState, Resumable, seeded, set_cosine_lr
 
 
 @dataclass
-class DFTrainState:
+class DFTrainState(LoopState):
+    """LoopState plus the early-stopping record; history rows are [epoch, train loss, val loss, lr]."""
+
     epoch: int = 0
-    step: int = 0
     best_val: float = math.inf
     best_epoch: int = -1
     bad_epochs: int = 0
-    history: list = field(default_factory=list)  # [epoch, train_loss, val_loss, lr]
-    done: bool = False
 
 
 def build_flow(df: DFSection, seed: int, r_max_kpc: float) -> Flow:
     """A fresh flow whose initial weights depend only on the seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return Flow(df.transforms, list(df.hidden), order_seed=seed, r_max_kpc=r_max_kpc)
-
-
-def _lr_at(df: DFSection, step: int, total: int) -> float:
-    return df.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    return seeded(seed, lambda: Flow(df.transforms, list(df.hidden), order_seed=seed, r_max_kpc=r_max_kpc))
 
 
 def train_flow(
@@ -63,20 +57,17 @@ def train_flow(
     flow.to(device)
     z_train = flow.standardise(stars[train_idx].to(device))
     z_val = flow.standardise(stars[val_idx].to(device))
-    opt = torch.optim.AdamW(flow.parameters(), lr=df.learning_rate, weight_decay=df.weight_decay)
+    opt = torch.optim.AdamW([{"params": list(flow.parameters()), "base_lr": df.learning_rate}],
+                            lr=df.learning_rate, weight_decay=df.weight_decay)
     steps_per_epoch = max(1, math.ceil(z_train.shape[0] / df.batch_size))
     total = steps_per_epoch * df.max_epochs
-    state = DFTrainState()
+    run = Resumable(flow, opt, torch.Generator().manual_seed(seed + 1), DFTrainState())
     best = {k: v.detach().clone() for k, v in flow.state_dict().items()}
-    shuffle = torch.Generator().manual_seed(seed + 1)
     if resume is not None:
-        flow.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        best = resume["best_model"]
-        shuffle.set_state(resume["shuffle_rng"])
-        state = DFTrainState(**resume["state"])
+        best = run.restore(resume)["best_model"]
         if log:
-            log(f"resumed at epoch {state.epoch} (step {state.step})")
+            log(f"resumed at epoch {run.state.epoch} (step {run.state.step})")
+    state = run.state
 
     def val_loss() -> float:
         with torch.no_grad():
@@ -86,13 +77,11 @@ def train_flow(
             return tot / z_val.shape[0]
 
     while not state.done:
-        order = torch.randperm(z_train.shape[0], generator=shuffle).to(device)
+        order = torch.randperm(z_train.shape[0], generator=run.rng).to(device)
         run_loss = 0.0
         for b in range(steps_per_epoch):
             idx = order[b * df.batch_size : (b + 1) * df.batch_size]
-            lr = _lr_at(df, state.step, total)
-            for g in opt.param_groups:
-                g["lr"] = lr
+            lr = set_cosine_lr(opt, state.step, total)
             loss = -flow.log_prob_standard(z_train[idx]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -116,14 +105,6 @@ def train_flow(
                 why = "early stop" if state.bad_epochs >= df.patience else "max epochs"
                 log(f"{why}: best val {state.best_val:.4f} at epoch {state.best_epoch}")
         if checkpoint is not None and (state.done or state.epoch % df.checkpoint_every_epochs == 0):
-            checkpoint(
-                {
-                    "model": flow.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "best_model": best,
-                    "shuffle_rng": shuffle.get_state(),
-                    "state": state.__dict__,
-                }
-            )
+            checkpoint(run.payload(best_model=best))
     flow.load_state_dict(best)
     return flow.cpu(), state

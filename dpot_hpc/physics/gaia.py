@@ -6,10 +6,14 @@ mas/yr; radial_velocity in km/s. Pure functions over numpy arrays.
 
 from __future__ import annotations
 
+import astropy.coordinates as coord
+import astropy.units as u
 import numpy as np
 
 OBSERVABLES = ("ra", "dec", "parallax", "pmra", "pmdec", "radial_velocity")
 ERRORS = ("parallax_error", "pmra_error", "pmdec_error", "radial_velocity_error")
+#: Every Gaia DR3 column the ``gaia`` catalogue format reads (names as in the Gaia archive).
+COLUMNS = (*OBSERVABLES, *ERRORS, "phot_g_mean_mag", "ruwe", "source_id")
 OBSERVABLE_UNITS = {"ra": "deg", "dec": "deg", "parallax": "mas", "pmra": "mas/yr", "pmdec": "mas/yr",
                     "radial_velocity": "km/s", "parallax_error": "mas", "pmra_error": "mas/yr",
                     "pmdec_error": "mas/yr", "radial_velocity_error": "km/s", "phot_g_mean_mag": "mag",
@@ -18,9 +22,6 @@ OBSERVABLE_UNITS = {"ra": "deg", "dec": "deg", "parallax": "mas", "pmra": "mas/y
 
 def observables_to_helio(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """ICRS observables -> (x (N,3) kpc, v (N,3) km/s) in astropy's Galactic frame (Cartesian)."""
-    import astropy.coordinates as coord
-    import astropy.units as u
-
     icrs = coord.ICRS(
         ra=obs["ra"] * u.deg, dec=obs["dec"] * u.deg, distance=(1.0 / obs["parallax"]) * u.kpc,
         pm_ra_cosdec=obs["pmra"] * u.mas / u.yr, pm_dec=obs["pmdec"] * u.mas / u.yr,
@@ -34,9 +35,6 @@ def observables_to_helio(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nda
 
 def helio_to_observables(x_h: np.ndarray, v_h: np.ndarray) -> dict[str, np.ndarray]:
     """(x (N,3) kpc, v (N,3) km/s) heliocentric Galactic Cartesian -> ICRS observables."""
-    import astropy.coordinates as coord
-    import astropy.units as u
-
     rep = coord.CartesianRepresentation(x_h.T * u.kpc, differentials=coord.CartesianDifferential(v_h.T * u.km / u.s))
     icrs = coord.Galactic(rep).transform_to(coord.ICRS())
     return {

@@ -5,7 +5,8 @@ E_J = |v|^2/2 + Phi(x) - omega.(x cross v), which is exactly stationary in the f
 with the bar at omega = -Omega_p z. Completing the square, positions follow
 exp(-Phi_eff / sigma^2) with Phi_eff = Phi - |omega x x|^2 / 2 and velocities are Gaussian with
 dispersion sigma around omega x x. Stars are drawn inside a sphere of radius r_max around the Sun.
-Everything here is a pure function of its arguments; I/O lives in ``mockfile``.
+Everything here is a pure function of its arguments; I/O lives in ``data.mockfile``.
+The built-in families (``MOCK_FAMILIES``) are named presets of potential, pattern speed and components.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .frames import SunFrame, galcen_to_helio, helio_to_galcen
+from .derivatives import gradient_and_laplacian
+from .frames import SunFrame, galcen_to_helio, helio_positions_to_galcen, helio_to_galcen
 from .galaxy import GalaxyModel
 
 
@@ -82,7 +84,7 @@ def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> M
     """
     gen = torch.Generator().manual_seed(int(seed))
     pilot = _uniform_ball(1_000_000, mock.r_max_kpc, gen)
-    pilot_phi = mock.phi_eff(helio_to_galcen(pilot, torch.zeros_like(pilot), mock.sun)[0])
+    pilot_phi = mock.phi_eff(helio_positions_to_galcen(pilot, mock.sun))
     phi_min = pilot_phi.min().item()
     volume = 4.0 / 3.0 * math.pi * mock.r_max_kpc**3
     xs, vs, comps, log_c = [], [], [], []
@@ -99,7 +101,7 @@ def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> M
         got, have = [], 0
         while have < n_k:
             prop = _uniform_ball(chunk, mock.r_max_kpc, gen)
-            x_gc = helio_to_galcen(prop, torch.zeros_like(prop), mock.sun)[0]
+            x_gc = helio_positions_to_galcen(prop, mock.sun)
             ratio = torch.exp(-(mock.phi_eff(x_gc) - bound) / s2)
             if ratio.max() > 1.0:  # the bound failed: never happens for a smooth Phi_eff
                 raise RuntimeError("mock rejection sampling bound violated; increase the pilot size")
@@ -138,9 +140,20 @@ def log_df_gradients(mock: MockGalaxy, log_c: torch.Tensor, x_h: torch.Tensor, v
 
 def truth_fields(mock: MockGalaxy, x_h: torch.Tensor):
     """Phi ((km/s)^2), a = -grad Phi in heliocentric axes ((km/s)^2/kpc), Laplacian Phi ((km/s)^2/kpc^2)."""
-    from .galaxy import accel_and_laplacian
+    phi, grad, lap = gradient_and_laplacian(lambda x: mock.galaxy.phi(helio_positions_to_galcen(x, mock.sun)), x_h)
+    return phi, -grad, lap
 
-    def phi_h(x):
-        return mock.galaxy.phi(helio_to_galcen(x, torch.zeros_like(x), mock.sun)[0])
 
-    return accel_and_laplacian(phi_h, x_h)
+def barred_isothermal(sun: SunFrame, r_max_kpc: float) -> MockGalaxy:
+    """The default family: Miyamoto-Nagai disc + Hernquist bulge + NFW halo + Dehnen bar (GalaxyModel's
+    defaults) rotating at 28.2 km/s/kpc, two isothermal components (sigma 20 and 35 km/s, 60/40%)."""
+    return MockGalaxy(GalaxyModel(r0_kpc=sun.r0_kpc), 28.2, (Component(20.0, 0.6), Component(35.0, 0.4)), sun, r_max_kpc)
+
+
+#: The built-in mock families by name (config key ``mock.family``).
+MOCK_FAMILIES = {"barred_isothermal": barred_isothermal}
+
+
+def mock_family(name: str, sun: SunFrame, r_max_kpc: float) -> MockGalaxy:
+    """The named built-in mock with the Sun at ``sun`` and stars inside r_max_kpc of it."""
+    return MOCK_FAMILIES[name](sun, r_max_kpc)

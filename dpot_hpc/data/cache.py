@@ -17,8 +17,8 @@ from pathlib import Path
 import h5py
 import torch
 
-from .checkpoints import atomic_h5
-from .flows import Flow, log_prob_and_gradients
+from ..models.flows import Flow, log_prob_and_gradients
+from .h5io import atomic_h5
 
 
 def draw_points(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, batch: int) -> torch.Tensor:

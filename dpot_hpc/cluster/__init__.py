@@ -1,0 +1,1 @@
+"""Cluster execution: the MPI driver (members handed out across ranks) and Slurm job arrays."""

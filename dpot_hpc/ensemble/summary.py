@@ -1,0 +1,80 @@
+"""The run's summary: every potential member's scalars gathered into summary.json and summary.h5.
+
+summary.json: ``best`` (per quantity: median, p16, p84, half_width, n, combined_half_width),
+``best_from``, ``pipelines`` (the same statistics per pipeline), ``units``, ``truth`` (mock only),
+``members`` (every potential member's scalars), ``timing_s`` and ``settings`` (shell, arc, grid,
+baryon model, axes). summary.h5: one group per quantity with the best-estimate statistics, ``unit``
+and ``truth`` as attrs, and one subgroup per pipeline with its statistics, ``member_ids`` and the
+dataset ``members``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..config import Config
+from ..data.h5io import atomic_h5, atomic_write_text
+from ..data.runfolder import RunFolder, RunFolderError
+from ..physics.scalars import SCALARS
+from .members import baryon_density, load_potential_member, status
+from .plan import potential_members
+from .statistics import ensemble_report, pipeline_of
+
+
+def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict], truth: dict | None,
+                  baryon_note: str, timing: dict | None = None) -> dict:
+    """Write summary.json and summary.h5 from every potential member's scalars; return the summary.
+
+    timing: wall seconds per stage of this invocation (and the rank count), reported as is.
+    """
+    report = ensemble_report(member_scalars)
+    summary = {
+        **report,
+        "units": SCALARS,
+        "truth": truth,
+        "members": member_scalars,
+        "timing_s": timing or {},
+        "settings": {
+            "shell_kpc": [cfg.summary.shell_r_min_kpc, cfg.summary.shell_r_max_kpc],
+            "arc_dr_kpc": cfg.summary.arc_dr_kpc,
+            "arc_dz_kpc": cfg.summary.arc_dz_kpc,
+            "grid_spacing_kpc": cfg.summary.grid_spacing_kpc,
+            "baryons": baryon_note,
+            "accel_axes": "heliocentric Galactic Cartesian (x towards the Galactic centre)",
+        },
+    }
+    atomic_write_text(folder.summary_json, json.dumps(summary, indent=2))
+    with atomic_h5(folder.summary_h5) as f:
+        for k, unit in SCALARS.items():
+            g = f.create_group(k)
+            g.attrs["unit"] = unit
+            for stat, v in report["best"][k].items():
+                g.attrs[stat] = v
+            if truth:
+                g.attrs["truth"] = truth[k]
+            for pipe, stats in report["pipelines"].items():
+                p = g.create_group(pipe)
+                for stat, v in stats[k].items():
+                    p.attrs[stat] = v
+                ids = [m for m in member_scalars if pipeline_of(m) == pipe]
+                p.create_dataset("members", data=np.asarray([member_scalars[m][k] for m in ids]))
+                p.attrs["member_ids"] = json.dumps(ids)
+        f.attrs["settings"] = json.dumps(summary["settings"])
+    return summary
+
+
+def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = None, timing: dict | None = None) -> dict:
+    """Write the summary from the potential members' scalars (read from their files if not given).
+    Creates nothing but the summary files: a folder whose members are not finished is an error."""
+    order = potential_members(cfg)
+    if scalars is None:
+        missing = [s.id for s in order if status(s.path(folder)) != "done"]
+        if missing:
+            raise RunFolderError(f"cannot summarise {folder.root}: potential members not finished: {', '.join(missing)}")
+        scalars = {s.id: load_potential_member(s.path(folder)).scalars for s in order}
+    scalars = {s.id: scalars[s.id] for s in order}
+    _, note = baryon_density(cfg, folder, cfg.frame.sun())
+    truth = folder.truth()
+    return write_summary(cfg, folder, scalars, truth.scalars if truth else None, note, timing)

@@ -1,0 +1,1 @@
+"""Models: the DF flows and the potential network, and how each is trained (checkpointable loops)."""
