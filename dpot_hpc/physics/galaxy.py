@@ -1,10 +1,11 @@
 """An analytic Milky-Way-like potential with a rotating bar (the truth behind the mock).
 
 Pure torch functions of Galactocentric positions (kpc, astropy axes), float64 recommended.
-Potential in (km/s)^2. Components: Miyamoto-Nagai disc, Hernquist bulge, NFW halo and a
-Dehnen (2000) quadrupole bar in the 3-D form of Monari et al. (2016), which is harmonic outside
-its radius R_b (it adds no density there). The bar is shown at t = 0; it rotates rigidly with
-angular velocity omega = -Omega_p z (Galactic rotation is clockwise seen from +z).
+Potential in (km/s)^2. Components: Miyamoto-Nagai disc, an optional second (thick)
+Miyamoto-Nagai disc (mass 0 by default: absent), Hernquist bulge, NFW halo and a Dehnen (2000)
+quadrupole bar in the 3-D form of Monari et al. (2016), which is harmonic outside its radius R_b
+(it adds no density there). The bar is shown at t = 0; it rotates rigidly with angular velocity
+omega = -Omega_p z (Galactic rotation is clockwise seen from +z).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ..constants import G_KPC_KMS2_PER_MSUN as G
 class GalaxyModel:
     """Parameters of the analytic potential (masses in Msun, lengths in kpc, angles in degrees).
 
+    The thick disc (thick_disc_*) is a second Miyamoto-Nagai disc; with its default mass 0 it is
+    left out entirely, so the one-disc model is unchanged.
     bar_strength is Dehnen's alpha: the bar's quadrupole potential at R0 in units of v_c(R0)^2/3.
     bar_angle_deg is the angle between the Sun-centre line and the bar's near-side major axis,
     positive towards Galactic longitude l > 0.
@@ -29,6 +32,9 @@ class GalaxyModel:
     disc_mass_msun: float = 6.0e10
     disc_a_kpc: float = 3.0
     disc_b_kpc: float = 0.28
+    thick_disc_mass_msun: float = 0.0
+    thick_disc_a_kpc: float = 3.0
+    thick_disc_b_kpc: float = 0.9
     bulge_mass_msun: float = 5.0e9
     bulge_a_kpc: float = 0.6
     halo_mass_msun: float = 6.5e11
@@ -52,9 +58,11 @@ class GalaxyModel:
         Arguments:
             x: Galactocentric positions (..., 3), kpc.
         """
-        R2 = x[..., 0] ** 2 + x[..., 1] ** 2
-        zb = torch.sqrt(x[..., 2] ** 2 + self.disc_b_kpc**2)
-        return -G * self.disc_mass_msun / torch.sqrt(R2 + (self.disc_a_kpc + zb) ** 2)
+        return _phi_miyamoto_nagai(x, self.disc_mass_msun, self.disc_a_kpc, self.disc_b_kpc)
+
+    def phi_thick_disc(self, x: torch.Tensor) -> torch.Tensor:
+        """The second (thick) Miyamoto-Nagai disc, (km/s)^2 (``thick_disc_*`` parameters)."""
+        return _phi_miyamoto_nagai(x, self.thick_disc_mass_msun, self.thick_disc_a_kpc, self.thick_disc_b_kpc)
 
     def phi_bulge(self, x: torch.Tensor) -> torch.Tensor:
         r"""Hernquist (1990, ApJ 356, 359) bulge, :math:`\Phi = -G M / (r + a)`, (km/s)^2.
@@ -77,7 +85,10 @@ class GalaxyModel:
         return -G * self.halo_mass_msun * torch.log1p(r / self.halo_rs_kpc) / r
 
     def phi_axisymmetric(self, x: torch.Tensor) -> torch.Tensor:
-        return self.phi_disc(x) + self.phi_bulge(x) + self.phi_halo(x)
+        discs = self.phi_disc(x)
+        if self.thick_disc_mass_msun != 0.0:  # absent by default (keeps the one-disc model bit for bit)
+            discs = discs + self.phi_thick_disc(x)
+        return discs + self.phi_bulge(x) + self.phi_halo(x)
 
     # --- bar ----------------------------------------------------------------
     def bar_amplitude(self) -> float:
@@ -118,12 +129,10 @@ class GalaxyModel:
 
     # --- closed-form densities (Msun/kpc^3), for checks -----------------------
     def rho_disc(self, x: torch.Tensor) -> torch.Tensor:
-        a, b, M = self.disc_a_kpc, self.disc_b_kpc, self.disc_mass_msun
-        R2 = x[..., 0] ** 2 + x[..., 1] ** 2
-        zb = torch.sqrt(x[..., 2] ** 2 + b**2)
-        num = a * R2 + (a + 3 * zb) * (a + zb) ** 2
-        den = (R2 + (a + zb) ** 2) ** 2.5 * zb**3
-        return b**2 * M / (4 * math.pi) * num / den
+        return _rho_miyamoto_nagai(x, self.disc_mass_msun, self.disc_a_kpc, self.disc_b_kpc)
+
+    def rho_thick_disc(self, x: torch.Tensor) -> torch.Tensor:
+        return _rho_miyamoto_nagai(x, self.thick_disc_mass_msun, self.thick_disc_a_kpc, self.thick_disc_b_kpc)
 
     def rho_bulge(self, x: torch.Tensor) -> torch.Tensor:
         r = torch.linalg.vector_norm(x, dim=-1)
@@ -137,7 +146,10 @@ class GalaxyModel:
         return self.halo_mass_msun / (4 * math.pi * rs**3) / (s * (1 + s) ** 2)
 
     def rho_baryons(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rho_disc(x) + self.rho_bulge(x)
+        discs = self.rho_disc(x)
+        if self.thick_disc_mass_msun != 0.0:
+            discs = discs + self.rho_thick_disc(x)
+        return discs + self.rho_bulge(x)
 
     def circular_speed_axisymmetric(self, R_kpc: float) -> float:
         """v_c in the plane of the axisymmetric part at radius R (km/s)."""
@@ -145,3 +157,19 @@ class GalaxyModel:
         (g,) = torch.autograd.grad(self.phi_axisymmetric(x).sum(), x)
         return math.sqrt(R_kpc * g[0, 0].item())
 
+
+def _phi_miyamoto_nagai(x: torch.Tensor, mass_msun: float, a_kpc: float, b_kpc: float) -> torch.Tensor:
+    """Miyamoto & Nagai (1975) disc potential at Galactocentric x (kpc), (km/s)^2."""
+    R2 = x[..., 0] ** 2 + x[..., 1] ** 2
+    zb = torch.sqrt(x[..., 2] ** 2 + b_kpc**2)
+    return -G * mass_msun / torch.sqrt(R2 + (a_kpc + zb) ** 2)
+
+
+def _rho_miyamoto_nagai(x: torch.Tensor, mass_msun: float, a_kpc: float, b_kpc: float) -> torch.Tensor:
+    """Closed-form density of the Miyamoto-Nagai disc (Msun/kpc^3)."""
+    a, b, M = a_kpc, b_kpc, mass_msun
+    R2 = x[..., 0] ** 2 + x[..., 1] ** 2
+    zb = torch.sqrt(x[..., 2] ** 2 + b**2)
+    num = a * R2 + (a + 3 * zb) * (a + zb) ** 2
+    den = (R2 + (a + zb) ** 2) ** 2.5 * zb**3
+    return b**2 * M / (4 * math.pi) * num / den
