@@ -1,18 +1,29 @@
-"""An exactly stationary mock galaxy: rotating isothermal components g(E_J) in a barred potential.
+"""Exactly stationary mock galaxies: DF components g(E_J) in a barred potential.
 
-Each component has DF g_k(E_J) = c_k exp(-E_J / sigma_k^2) with the Jacobi integral
-E_J = |v|^2/2 + Phi(x) - omega.(x cross v), which is exactly stationary in the frame rotating
-with the bar at omega = -Omega_p z. Completing the square, positions follow
-exp(-Phi_eff / sigma^2) with Phi_eff = Phi - |omega x x|^2 / 2 and velocities are Gaussian with
-dispersion sigma around omega x x. Stars are drawn inside a sphere of radius r_max around the Sun.
-Everything here is a pure function of its arguments; I/O lives in ``data.mockfile``.
-The built-in families (``MOCK_FAMILIES``) are named presets of potential, pattern speed and components.
+Each component's DF is c_k g_k(E_J), a function of the Jacobi integral
+E_J = |v|^2/2 + Phi(x) - omega.(x cross v) only, hence exactly stationary in the frame rotating
+with the bar at omega = -Omega_p z. With u = v - omega x x (the velocity seen in the rotating frame)
+E_J = |u|^2/2 + Phi_eff(x), Phi_eff = Phi - |omega x x|^2/2, so at each x the velocities are
+isotropic around omega x x and the star density depends on Phi_eff(x) alone:
+
+    n_k(x) = c_k (2 pi sigma_k^2)^{3/2} exp(S_k(Phi_eff(x)))     [stars / kpc^3]
+
+with S_k the component's log density shape. Two kinds of component share one sampler:
+
+- ``Component``: rotating isothermal, g = exp(-E_J/sigma^2); S = -Phi_eff/sigma^2; u Gaussian.
+- ``LoweredIsothermal`` (King/Woolley): g = exp(-(E_J - E_t)/sigma^2) - 1 for E_J < E_t, else 0;
+  velocities are bounded, |u| < sqrt(2 (E_t - Phi_eff)), and ln f = -inf beyond that edge.
+
+Stars are drawn inside a sphere of radius r_max around the Sun. Named parameter sets live in
+``MOCK_FAMILIES`` (see ``family``). Everything here is a pure function of its arguments; I/O lives
+in ``data.mockfile``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -22,12 +33,148 @@ from .frames import SunFrame, galcen_to_helio, helio_positions_to_galcen, helio_
 from .galaxy import GalaxyModel
 
 
+class DFComponent(Protocol):
+    """What the sampler and ln f need from a component: energies in (km/s)^2, speeds in km/s."""
+
+    sigma_kms: float  # velocity scale; sigma^2 also sets the safety margin of the position bound
+    fraction: float  # share of the stars in the selection sphere
+
+    def log_g(self, e_j: torch.Tensor) -> torch.Tensor:
+        """ln g(E_J), the unnormalised DF (-inf where g = 0)."""
+        ...
+
+    def log_density_shape(self, phi_eff: torch.Tensor) -> torch.Tensor:
+        """S(Phi_eff) = ln[ integral of g(|u|^2/2 + Phi_eff) d^3u / (2 pi sigma^2)^{3/2} ]."""
+        ...
+
+    def log_density_ratio(self, phi_eff: torch.Tensor, phi_ref: float) -> torch.Tensor:
+        """S(Phi_eff) - S(phi_ref); S decreases with Phi_eff, so this is <= 0 for Phi_eff >= phi_ref."""
+        ...
+
+    def draw_u(self, phi_eff: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Velocities u (km/s, shape (N, 3)) in the rotating frame at points with these Phi_eff."""
+        ...
+
+
 @dataclass(frozen=True)
 class Component:
-    """One isothermal component: velocity dispersion (km/s) and fraction of the stars."""
+    """One rotating isothermal component g = exp(-E_J/sigma^2): dispersion (km/s), fraction of stars."""
 
     sigma_kms: float
     fraction: float
+
+    def log_g(self, e_j: torch.Tensor) -> torch.Tensor:
+        return -e_j / self.sigma_kms**2
+
+    def log_density_shape(self, phi_eff: torch.Tensor) -> torch.Tensor:
+        return -phi_eff / self.sigma_kms**2
+
+    def log_density_ratio(self, phi_eff: torch.Tensor, phi_ref: float) -> torch.Tensor:
+        return -(phi_eff - phi_ref) / self.sigma_kms**2
+
+    def draw_u(self, phi_eff: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.sigma_kms * torch.randn(phi_eff.shape[0], 3, generator=gen, dtype=torch.float64)
+
+
+#: Above this psi = (E_t - Phi_eff)/sigma^2 the lowered component's speeds are proposed from a
+#: Gaussian, below it uniformly in the velocity ball; 1.2 is where both proposals accept equally
+#: often (about 30 %, the worst case of the pair).
+_PSI_GAUSSIAN_PROPOSAL = 1.2
+#: Below this psi the King density shape is summed as a series (no cancellation).
+_PSI_SERIES = 2.0
+
+
+def log_king_density(psi: torch.Tensor) -> torch.Tensor:
+    """ln K(psi), K = e^psi erf(sqrt psi) - sqrt(4 psi/pi) (1 + 2 psi/3) for psi > 0, -inf otherwise.
+
+    K(psi) (2 pi sigma^2)^{3/2} is the velocity integral of exp(psi - |u|^2/(2 sigma^2)) - 1 over
+    |u| < sigma sqrt(2 psi) (King 1966). Small psi uses the series
+    K = (2/sqrt pi) sum_{n>=2} 2^n psi^{n+1/2} / (2n+1)!!, which avoids the cancellation
+    (K ~ 8/15 psi^{5/2}/sqrt(pi) at psi -> 0).
+    """
+    pos = psi > 0
+    small = psi < _PSI_SERIES
+    p_s = torch.where(pos & small, psi, torch.ones_like(psi))
+    term = 4.0 * p_s**2.5 / 15.0
+    total = term
+    for n in range(2, 40):  # ratio of terms 2 psi/(2n+3) < 4/(2n+3): 38 terms reach round-off
+        term = term * (2.0 * p_s / (2 * n + 3))
+        total = total + term
+    log_series = torch.log(2.0 / math.sqrt(math.pi) * total)
+    p_l = torch.where(small, torch.full_like(psi, _PSI_SERIES), psi)
+    log_direct = p_l + torch.log(
+        torch.special.erf(torch.sqrt(p_l)) - torch.exp(-p_l) * torch.sqrt(4.0 * p_l / math.pi) * (1.0 + 2.0 * p_l / 3.0)
+    )
+    out = torch.where(small, log_series, log_direct)
+    return torch.where(pos, out, torch.full_like(psi, -math.inf))
+
+
+@dataclass(frozen=True)
+class LoweredIsothermal:
+    """Lowered isothermal (King/Woolley) component g = exp(-(E_J - E_t)/sigma^2) - 1 for E_J < E_t.
+
+    sigma_kms: velocity scale (km/s); fraction: share of the stars; e_t_kms2: the truncation
+    energy E_t ((km/s)^2). At a point with Phi_eff the speeds |u| in the rotating frame are
+    bounded by sigma sqrt(2 psi), psi = (E_t - Phi_eff)/sigma^2; there are no stars where psi <= 0.
+    """
+
+    sigma_kms: float
+    fraction: float
+    e_t_kms2: float
+
+    def psi(self, phi_eff: torch.Tensor) -> torch.Tensor:
+        """Dimensionless depth (E_t - Phi_eff)/sigma^2 below the truncation energy."""
+        return (self.e_t_kms2 - phi_eff) / self.sigma_kms**2
+
+    def log_g(self, e_j: torch.Tensor) -> torch.Tensor:
+        y = (self.e_t_kms2 - e_j) / self.sigma_kms**2
+        inside = y > 0
+        y_safe = torch.where(inside, y, torch.ones_like(y))  # keeps the gradient finite beyond the edge
+        val = y_safe + torch.log(-torch.expm1(-y_safe))  # ln(e^y - 1) without overflow
+        return torch.where(inside, val, torch.full_like(y, -math.inf))
+
+    def log_density_shape(self, phi_eff: torch.Tensor) -> torch.Tensor:
+        return log_king_density(self.psi(phi_eff))
+
+    def log_density_ratio(self, phi_eff: torch.Tensor, phi_ref: float) -> torch.Tensor:
+        ref = self.log_density_shape(torch.tensor(phi_ref, dtype=phi_eff.dtype)).item()
+        return self.log_density_shape(phi_eff) - ref
+
+    def speed_cdf(self, u_kms: torch.Tensor, phi_eff: torch.Tensor) -> torch.Tensor:
+        """P(|u| < u_kms) at points with Phi_eff: the speed density is prop. to u^2 g(u^2/2 + Phi_eff)."""
+        psi = self.psi(phi_eff)
+        q = torch.minimum(u_kms / self.sigma_kms, torch.sqrt(2.0 * psi))
+        # e^-psi times the integral of q'^2 (e^{psi - q'^2/2} - 1) from 0 to q
+        part = math.sqrt(math.pi / 2) * torch.special.erf(q / math.sqrt(2.0)) - q * torch.exp(-0.5 * q**2)
+        part = part - torch.exp(-psi) * q**3 / 3.0
+        whole = math.sqrt(math.pi / 2) * torch.exp(log_king_density(psi) - psi)
+        return part / whole
+
+    def draw_u(self, phi_eff: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Exact rejection sampling of u: Gaussian proposal for psi > 1.2, uniform ball below."""
+        psi = self.psi(phi_eff)
+        if not bool((psi > 0).all()):
+            raise ValueError("draw_u: points outside the component's support (E_t <= Phi_eff)")
+        out = torch.empty(psi.shape[0], 3, dtype=torch.float64)
+        todo = torch.arange(psi.shape[0])
+        while todo.numel():
+            p = psi[todo]
+            m = p.numel()
+            d = torch.randn(m, 3, generator=gen, dtype=torch.float64)
+            r_ball = torch.sqrt(2.0 * p) * torch.rand(m, generator=gen, dtype=torch.float64) ** (1.0 / 3.0)
+            ball = d / torch.linalg.vector_norm(d, dim=-1, keepdim=True) * r_ball[:, None]
+            gaussian = p > _PSI_GAUSSIAN_PROPOSAL
+            q = torch.where(gaussian[:, None], d, ball)
+            half_q2 = 0.5 * (q**2).sum(-1)
+            # target / proposal, scaled to a maximum of 1 at q = 0:
+            # Gaussian (e^psi - e^{q^2/2})/(e^psi - 1); ball e^{-q^2/2} times that
+            acc = torch.expm1(half_q2 - p) / torch.expm1(-p)
+            acc = torch.where(gaussian, acc, acc * torch.exp(-half_q2))
+            acc = torch.where(half_q2 < p, acc, torch.zeros_like(acc))
+            keep = torch.rand(m, generator=gen, dtype=torch.float64) < acc
+            out[todo[keep]] = self.sigma_kms * q[keep]
+            todo = todo[~keep]
+        return out
 
 
 @dataclass(frozen=True)
@@ -36,7 +183,7 @@ class MockGalaxy:
 
     galaxy: GalaxyModel
     omega_p_kms_kpc: float
-    components: tuple[Component, ...]
+    components: tuple[DFComponent, ...]
     sun: SunFrame
     r_max_kpc: float
 
@@ -78,9 +225,11 @@ class MockSample:
 def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> MockSample:
     """Draw n_stars from the mock inside the selection sphere (exact rejection sampling).
 
-    The DF normalisation c_k is set so that f integrates to the expected number of stars of
-    each component in the sphere (Monte Carlo volume integral, 1e6 points); stationarity does
-    not depend on it.
+    Positions: uniform proposals in the sphere, accepted with n_k(x)/n_k(bound), where the bound
+    lies sigma^2/4 below the smallest Phi_eff of a 1e6-point pilot (n_k falls with Phi_eff).
+    Velocities: omega x x plus the component's u. The DF normalisation c_k is set so that f
+    integrates to the expected number of stars of each component in the sphere (Monte Carlo
+    volume integral over the pilot); stationarity does not depend on it.
     """
     gen = torch.Generator().manual_seed(int(seed))
     pilot = _uniform_ball(1_000_000, mock.r_max_kpc, gen)
@@ -93,24 +242,29 @@ def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> M
     counts[0] += n_stars - counts.sum()
     for k, (comp, n_k) in enumerate(zip(mock.components, counts)):
         s2 = comp.sigma_kms**2
-        # log of the spatial integral of exp(-Phi_eff/s2) over the sphere
-        log_int = math.log(volume) + _log_mean_exp(-(pilot_phi - phi_min) / s2) - phi_min / s2
+        shape_min = comp.log_density_shape(torch.tensor(phi_min, dtype=torch.float64)).item()
+        if not math.isfinite(shape_min):
+            raise ValueError(f"mock component {k} has no stars at the lowest Phi_eff in the sphere")
+        # log of the spatial integral of exp(S(Phi_eff)) over the sphere
+        log_int = math.log(volume) + _log_mean_exp(comp.log_density_ratio(pilot_phi, phi_min)) + shape_min
         # the pilot minimum can miss the true one by the pilot spacing: lower the bound by sigma^2/4
         bound = phi_min - 0.25 * s2
         log_c.append(math.log(n_k) - 1.5 * math.log(2 * math.pi * s2) - log_int)
-        got, have = [], 0
+        got, got_phi, have = [], [], 0
         while have < n_k:
             prop = _uniform_ball(chunk, mock.r_max_kpc, gen)
             x_gc = helio_positions_to_galcen(prop, mock.sun)
-            ratio = torch.exp(-(mock.phi_eff(x_gc) - bound) / s2)
+            phi = mock.phi_eff(x_gc)
+            ratio = torch.exp(comp.log_density_ratio(phi, bound))
             if ratio.max() > 1.0:  # the bound failed: never happens for a smooth Phi_eff
                 raise RuntimeError("mock rejection sampling bound violated; increase the pilot size")
             keep = torch.rand(chunk, generator=gen, dtype=torch.float64) < ratio
             got.append(x_gc[keep])
+            got_phi.append(phi[keep])
             have += int(keep.sum())
         x_gc = torch.cat(got)[:n_k]
         om = mock.omega_vector(x_gc).expand_as(x_gc)
-        v_gc = torch.linalg.cross(om, x_gc) + comp.sigma_kms * torch.randn(n_k, 3, generator=gen, dtype=torch.float64)
+        v_gc = torch.linalg.cross(om, x_gc) + comp.draw_u(torch.cat(got_phi)[:n_k], gen)
         xh, vh = galcen_to_helio(x_gc, v_gc, mock.sun)
         xs.append(xh)
         vs.append(vh)
@@ -122,19 +276,41 @@ def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> M
 
 
 def log_df(mock: MockGalaxy, log_c: torch.Tensor, x_h: torch.Tensor, v_h: torch.Tensor) -> torch.Tensor:
-    """ln f of the mock at heliocentric phase-space points (stars per kpc^3 per (km/s)^3)."""
+    """ln f of the mock at heliocentric phase-space points (stars per kpc^3 per (km/s)^3).
+
+    -inf where every component vanishes (beyond a lowered component's velocity edge); the stars
+    of ``sample`` always lie where f > 0.
+    """
     x_gc, v_gc = helio_to_galcen(x_h, v_h, mock.sun)
     ej = mock.jacobi_energy(x_gc, v_gc)
-    s2 = torch.tensor([c.sigma_kms**2 for c in mock.components], dtype=x_h.dtype, device=x_h.device)
-    return torch.logsumexp(log_c.to(x_h) - ej[..., None] / s2, dim=-1)
+    log_g = torch.stack([c.log_g(ej) for c in mock.components], dim=-1)
+    return torch.logsumexp(log_c.to(x_h) + log_g, dim=-1)
+
+
+def log_number_density(mock: MockGalaxy, log_c: torch.Tensor, x_h: torch.Tensor) -> torch.Tensor:
+    """ln n_k(x) per component (stars per kpc^3), shape (N, K): the closed-form velocity integral of f_k."""
+    phi = mock.phi_eff(helio_positions_to_galcen(x_h, mock.sun))
+    cols = [
+        lc + 1.5 * math.log(2 * math.pi * c.sigma_kms**2) + c.log_density_shape(phi)
+        for lc, c in zip(log_c.tolist(), mock.components)
+    ]
+    return torch.stack(cols, dim=-1)
 
 
 def log_df_gradients(mock: MockGalaxy, log_c: torch.Tensor, x_h: torch.Tensor, v_h: torch.Tensor):
-    """(ln f, grad_x ln f [1/kpc], grad_v ln f [s/km]) of the mock, exact by autograd."""
+    """(ln f, grad_x ln f [1/kpc], grad_v ln f [s/km]) of the mock, exact by autograd.
+
+    Where f = 0 (ln f = -inf, beyond every component's velocity edge) the gradients are set to 0:
+    f vanishes on a neighbourhood there, so it is trivially stationary.
+    """
     x = x_h.detach().clone().requires_grad_(True)
     v = v_h.detach().clone().requires_grad_(True)
     lf = log_df(mock, log_c, x, v)
     gx, gv = torch.autograd.grad(lf.sum(), (x, v))
+    empty = torch.isneginf(lf.detach())[..., None]
+    if bool(empty.any()):
+        gx = torch.where(empty, torch.zeros_like(gx), gx)
+        gv = torch.where(empty, torch.zeros_like(gv), gv)
     return lf.detach(), gx, gv
 
 
@@ -144,16 +320,55 @@ def truth_fields(mock: MockGalaxy, x_h: torch.Tensor):
     return phi, -grad, lap
 
 
-def barred_isothermal(sun: SunFrame, r_max_kpc: float) -> MockGalaxy:
-    """The default family: Miyamoto-Nagai disc + Hernquist bulge + NFW halo + Dehnen bar (GalaxyModel's
-    defaults) rotating at 28.2 km/s/kpc, two isothermal components (sigma 20 and 35 km/s, 60/40%)."""
-    return MockGalaxy(GalaxyModel(r0_kpc=sun.r0_kpc), 28.2, (Component(20.0, 0.6), Component(35.0, 0.4)), sun, r_max_kpc)
+# --- named families ----------------------------------------------------------------------------
+
+#: Pattern speed of both families (km/s/kpc), the value of Kalda & Green (2025). Corotation then
+#: lies near R0 (v_c/Omega_p ~ 8.1-8.2 kpc), so the mean rotation omega x x ~ v_c at the Sun.
+OMEGA_P_KMS_KPC = 28.2
+
+#: Thin + thick Miyamoto-Nagai discs, Hernquist bulge, NFW halo, the default Dehnen bar.
+#: Tuned by hand (approximately, not a fit) to: rho(Sun) ~ 0.097 Msun/pc^3 (McKee et al. 2015
+#: baryons 0.084 + dark matter); v_c(R0) ~ 231 km/s (McMillan 2017: 233; Eilers et al. 2019: 229);
+#: disc heights b = 0.28 / 0.9 kpc (McMillan 2017 and Bland-Hawthorn & Gerhard 2016: thin ~0.3,
+#: thick ~0.9 kpc); bulge mass 9.2e9 Msun and halo r_s = 19.6 kpc from McMillan (2017), halo mass
+#: parameter lowered to 7e11 Msun so that rho_DM(Sun) ~ 0.009 Msun/pc^3 (Bovy & Rix 2013: 0.008).
+#: The MN disc masses exceed the exponential-disc stellar masses of McMillan (2017) because they
+#: stand in for stars + gas and a MN disc puts much of its mass at large R.
+THIN_THICK_GALAXY = dict(
+    disc_mass_msun=5.6e10, disc_a_kpc=3.5, disc_b_kpc=0.28,
+    thick_disc_mass_msun=1.8e10, thick_disc_a_kpc=3.0, thick_disc_b_kpc=0.9,
+    bulge_mass_msun=9.2e9, bulge_a_kpc=0.6, halo_mass_msun=7.0e11, halo_rs_kpc=19.6,
+)
+#: (sigma km/s, fraction, W): thin and thick lowered isothermals with E_t = Phi_eff(Sun) + W sigma^2,
+#: so the velocity edge at the Sun is |u| = sqrt(2 W) sigma (44 and 98 km/s), inside the sample.
+THIN_THICK_COMPONENTS = ((18.0, 0.7, 3.0), (40.0, 0.3, 3.0))
 
 
-#: The built-in mock families by name (config key ``mock.family``).
-MOCK_FAMILIES = {"barred_isothermal": barred_isothermal}
+def _barred_isothermal(sun: SunFrame) -> tuple[GalaxyModel, float, tuple[DFComponent, ...]]:
+    """The default mock: one MN disc, two rotating isothermals (the config's default values)."""
+    return GalaxyModel(r0_kpc=sun.r0_kpc), OMEGA_P_KMS_KPC, (Component(20.0, 0.6), Component(35.0, 0.4))
+
+
+def _thin_thick_lowered(sun: SunFrame) -> tuple[GalaxyModel, float, tuple[DFComponent, ...]]:
+    """Thin + thick discs in the potential, two lowered isothermals (bounded velocities) as the DF."""
+    galaxy = GalaxyModel(**THIN_THICK_GALAXY, r0_kpc=sun.r0_kpc)
+    zero = torch.zeros(1, 3, dtype=torch.float64)
+    x_sun = helio_positions_to_galcen(zero, sun)
+    phi_eff_sun = (galaxy.phi(x_sun) - 0.5 * OMEGA_P_KMS_KPC**2 * (x_sun[:, :2] ** 2).sum(-1)).item()
+    comps = tuple(LoweredIsothermal(s, f, phi_eff_sun + w * s**2) for s, f, w in THIN_THICK_COMPONENTS)
+    return galaxy, OMEGA_P_KMS_KPC, comps
+
+
+#: name -> builder(sun) -> (GalaxyModel, Omega_p [km/s/kpc], components)
+MOCK_FAMILIES: dict[str, Callable[[SunFrame], tuple[GalaxyModel, float, tuple[DFComponent, ...]]]] = {
+    "barred_isothermal": _barred_isothermal,
+    "thin_thick_lowered": _thin_thick_lowered,
+}
 
 
 def mock_family(name: str, sun: SunFrame, r_max_kpc: float) -> MockGalaxy:
-    """The named built-in mock with the Sun at ``sun`` and stars inside r_max_kpc of it."""
-    return MOCK_FAMILIES[name](sun, r_max_kpc)
+    """The MockGalaxy of a named family with the Sun at ``sun`` and stars within r_max_kpc of it."""
+    if name not in MOCK_FAMILIES:
+        raise KeyError(f"unknown mock family {name!r}; known: {', '.join(MOCK_FAMILIES)}")
+    galaxy, omega_p, comps = MOCK_FAMILIES[name](sun)
+    return MockGalaxy(galaxy, omega_p, comps, sun, r_max_kpc)
