@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .constants import ACCEL_KMS2_PER_KPC_TO_KMS_PER_MYR
+from .errors import InputError
 from .data.runfolder import RunFolder
 from .ensemble.members import MemberFileError, PotentialMember, load_potential_member
 from .models.potential import evaluate
@@ -85,7 +86,7 @@ def load_potential(path) -> Potential:
     elif path.is_file():
         files = [path]
     else:
-        raise FileNotFoundError(f"{path}: no such run folder or member file")
+        raise InputError(f"{path}: no such run folder or member file")
     return Potential([load_potential_member(f) for f in files])
 
 
@@ -94,7 +95,7 @@ def read_points(path) -> np.ndarray:
     text file with three columns x y z (kpc; '#' comments)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"points file {path} does not exist")
+        raise InputError(f"points file {path} does not exist")
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             if "x" in f and f["x"].ndim == 2:
@@ -102,12 +103,12 @@ def read_points(path) -> np.ndarray:
             elif all(k in f for k in ("x", "y", "z")):
                 pts = np.stack([f[k][()] for k in ("x", "y", "z")], axis=1)
             else:
-                raise ValueError(f"points file {path}: expected a dataset 'x' (N, 3) or datasets 'x', 'y', 'z' (kpc)")
+                raise InputError(f"points file {path}: expected a dataset 'x' (N, 3) or datasets 'x', 'y', 'z' (kpc)")
     else:
         try:
             pts = np.loadtxt(path, ndmin=2)
         except ValueError as exc:
-            raise ValueError(f"points file {path}: not rows of three numbers x y z in kpc ({exc})") from None
+            raise InputError(f"points file {path}: not rows of three numbers x y z in kpc ({exc})") from None
     if pts.ndim != 2 or pts.shape[1] != 3 or not np.isfinite(pts).all():
-        raise ValueError(f"points file {path}: expected N rows of 3 finite numbers (x, y, z in kpc), got shape {pts.shape}")
+        raise InputError(f"points file {path}: expected N rows of 3 finite numbers (x, y, z in kpc), got shape {pts.shape}")
     return pts.astype(np.float64)

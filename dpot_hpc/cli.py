@@ -1,8 +1,11 @@
-"""The command line: dpot-hpc run | plan | prepare | setup | member | summary | slurm | mock | evaluate | selfcheck."""
+"""The command line: dpot-hpc run | setup | member | summary | slurm | plan | prepare | mock | config |
+evaluate | selfcheck. Errors a user can act on (``DpotError``) are one line without a traceback."""
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -12,26 +15,56 @@ from ._version import __version__
 from .api import load_potential, read_points
 from .cluster.mpi import run as run_driver
 from .cluster.mpi import run_one, setup as do_setup
-from .cluster.slurm import SlurmOptions, render, submit as do_submit
-from .config import ConfigError, load_config
-from .data.h5io import atomic_h5
+from .cluster.slurm import REQUEUE_EXIT, SlurmOptions, render, submit as do_submit
+from .config import ConfigError, load_config, render_default_yaml
+from .data.h5io import atomic_h5, atomic_write_text
 from .data.mockfile import write_mock
 from .data.prepare import prepare_sample
-from .data.runfolder import RunFolder, RunFolderError
-from .data.tables import CatalogueError
-from .ensemble.members import MemberFileError
+from .data.runfolder import RunFolder
 from .ensemble.plan import STAGES, format_plan, plan_rows
 from .ensemble.schedule import format_prediction, load_costs, simulate
 from .ensemble.statistics import format_pipelines, format_table
 from .ensemble.summary import summarize
+from .errors import DpotError, DpotWarning
 from .models.device import pick_device
+from .models.training import Interrupted
+from .progress import Verbosity
 from .selfcheck import environment, run_checks
 
-USER_ERRORS = (ConfigError, CatalogueError, MemberFileError, RunFolderError, FileNotFoundError, ValueError)
+
+def _env_rank() -> int:
+    """This process's MPI rank as the launcher announces it (0 without a launcher)."""
+    for key in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """dpot-hpc's own warnings as one line on rank 0; Python's format for everything else."""
+    if issubclass(category, DpotWarning):
+        if _env_rank() == 0:
+            click.echo(f"dpot-hpc: warning: {message}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+class _Main(click.Group):
+    """The command group: DpotErrors become one 'Error: ...' line and exit status 1."""
+
+    def invoke(self, ctx):
+        warnings.showwarning = _show_warning
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(f"config: {exc}") from None
+        except DpotError as exc:
+            raise click.ClickException(str(exc)) from None
+
 
 config_option = click.option(
     "--config", "-c", "config_path", type=click.Path(dir_okay=False), default=None,
-    help="YAML configuration (see config.yaml); defaults apply to every key it leaves out.",
+    help="YAML configuration (see `dpot-hpc config`); defaults apply to every key it leaves out.",
 )
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
@@ -39,31 +72,40 @@ set_option = click.option(
 )
 
 
-def _load(config_path, overrides):
-    try:
-        return load_config(config_path, overrides)
-    except ConfigError as exc:
-        raise click.ClickException(f"config: {exc}") from None
+def verbosity_options(f):
+    """-q/--quiet and -v/--verbose."""
+    f = click.option("--verbose", "-v", is_flag=True,
+                     help="Every member's training lines on the terminal, from every MPI rank.")(f)
+    return click.option("--quiet", "-q", is_flag=True,
+                        help="Only warnings, errors and results on the terminal (member logs are still written).")(f)
 
 
-@click.group()
-@click.version_option(__version__, prog_name="dpot-hpc")
+def _verbosity(quiet: bool, verbose: bool) -> Verbosity:
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
+    return Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.group(cls=_Main, context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="dpot-hpc")
 def main():
     """Deep Potential: the local Galactic potential, pattern speed, density and accelerations
-    from the 6-D phase-space distribution of stars."""
+    from the 6-D phase-space distribution of stars (docs/method.md)."""
 
 
-@main.command()
+@main.command(short_help="The whole job: mock, sample, flows, caches, potentials, summary.")
 @config_option
 @set_option
-def run(config_path, overrides):
+@verbosity_options
+def run(config_path, overrides, quiet, verbose):
     """The whole job: mock (if needed), prepared sample, DF members, gradient caches, potential
     members, summary. Under mpiexec/srun the members are shared out across the ranks."""
-    cfg = _load(config_path, overrides)
-    try:
-        summary = run_driver(cfg)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
+    cfg = load_config(config_path, overrides)
+    summary = run_driver(cfg, verbosity=_verbosity(quiet, verbose))
     if summary is None:  # ranks other than 0
         return
     click.echo(f"\nBest estimate: median over the {summary['best_from']} members, +- the pipelines' 16-84 "
@@ -75,108 +117,95 @@ def run(config_path, overrides):
     click.echo(f"\nwritten: {folder.summary_json}, {folder.summary_h5}")
 
 
-@main.command()
+@main.command(short_help="Set up the run folder: config, mock, prepared sample, plan.")
 @config_option
 @set_option
-def setup(config_path, overrides):
+@verbosity_options
+def setup(config_path, overrides, quiet, verbose):
     """Prepare the run folder: config check, mock (if needed), prepared sample, plan.json."""
-    cfg = _load(config_path, overrides)
-    try:
-        folder, n = do_setup(cfg)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
+    cfg = load_config(config_path, overrides)
+    folder, n = do_setup(cfg, verbosity=_verbosity(quiet, verbose))
     click.echo(f"{folder.root}: set up, {n} members, catalogue {folder.catalogue}")
 
 
-@main.command()
+@main.command(short_help="Run one member of a set-up run folder (a Slurm array task).")
 @config_option
 @set_option
 @click.option("--stage", required=True, type=click.Choice(STAGES), help="Stage of the member.")
 @click.option("--index", required=True, type=int, help="Index of the member within its stage (plan order).")
-def member(config_path, overrides, stage, index):
+@verbosity_options
+def member(config_path, overrides, stage, index, quiet, verbose):
     """Run one member of a set-up run folder (e.g. a Slurm array task); resumes or skips as needed."""
-    cfg = _load(config_path, overrides)
+    cfg = load_config(config_path, overrides)
     try:
-        run_one(cfg, stage, index)
-    except (*USER_ERRORS, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+        run_one(cfg, stage, index, verbosity=_verbosity(quiet, verbose))
+    except Interrupted as exc:
+        _err(f"dpot-hpc: {stage} member {index}: {exc}")
+        sys.exit(REQUEUE_EXIT)
 
 
-@main.command()
+@main.command(short_help="Write summary.json/h5 from the finished potential members.")
 @config_option
 @set_option
 def summary(config_path, overrides):
-    """Write summary.json/summary.h5 from the finished potential members and print the table."""
-    cfg = _load(config_path, overrides)
-    try:
-        s = summarize(cfg, RunFolder.of(cfg))
-    except (*USER_ERRORS, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+    """Write summary.json/summary.h5 from the finished potential members and print the table.
+    Creates nothing else: a folder whose members are not finished is an error."""
+    cfg = load_config(config_path, overrides)
+    s = summarize(cfg, RunFolder.of(cfg))
     click.echo(format_table(s["best"], s["truth"]))
     click.echo(format_pipelines(s["pipelines"]))
 
 
-@main.command()
+@main.command(short_help="Render (and --submit) the Slurm job-array chain.")
 @config_option
 @set_option
 @click.option("--account", default=None, help="Slurm account (--account).")
 @click.option("--partition", default=None, help="Slurm partition.")
-@click.option("--time", "time_", default="04:00:00", show_default=True, help="Time limit per task.")
-@click.option("--cpus-per-task", default=8, show_default=True, type=int)
-@click.option("--gpus-per-task", default=0, show_default=True, type=int)
+@click.option("--time", "time_", default="04:00:00", show_default=True,
+              help="Time limit per task ([D-]HH:MM:SS, MM:SS or minutes).")
+@click.option("--cpus-per-task", default=8, show_default=True, type=click.IntRange(1), help="CPU cores per task.")
+@click.option("--gpus-per-task", default=0, show_default=True, type=click.IntRange(0), help="GPUs per task.")
 @click.option("--mem", default=None, help="Memory per task (e.g. 32G).")
-@click.option("--max-parallel", default=None, type=int, help="At most K array tasks at once (--array=...%K).")
+@click.option("--max-parallel", default=None, type=click.IntRange(1), help="At most K array tasks at once (--array=...%K).")
 @click.option("--container", default=None, help="Apptainer image: run each task as `apptainer exec --nv IMAGE dpot-hpc`.")
 @click.option("--bind", "binds", multiple=True, help="Apptainer bind mount (repeatable), e.g. /scratch/data.")
+@click.option("--signal-margin", default=300, show_default=True, type=click.IntRange(10),
+              help="Seconds before the time limit at which a task checkpoints and requeues itself.")
 @click.option("--submit", is_flag=True, help="Submit the chain with sbatch and print the job ids.")
 def slurm(config_path, overrides, account, partition, time_, cpus_per_task, gpus_per_task, mem, max_parallel,
-          container, binds, submit):
-    """Render (and --submit) the job-array chain: setup -> df -> cache -> potential -> summary."""
-    cfg = _load(config_path, overrides)
-    command = "dpot-hpc"
-    if container:
-        bind_args = "".join(f" --bind {b}" for b in binds)
-        command = f"apptainer exec --nv{bind_args} {container} dpot-hpc"
-    try:
-        RunFolder.of(cfg).write_config(cfg)
-    except RunFolderError as exc:
-        raise click.ClickException(str(exc)) from None
-    opts = SlurmOptions(account, partition, time_, cpus_per_task, gpus_per_task, mem, max_parallel, command)
+          container, binds, signal_margin, submit):
+    """Render (and --submit) the job-array chain: setup -> df -> cache -> potential -> summary.
+    Tasks that reach their time limit checkpoint and requeue themselves."""
+    cfg = load_config(config_path, overrides)
+    RunFolder.of(cfg).write_config(cfg)
+    opts = SlurmOptions(account, partition, time_, cpus_per_task, gpus_per_task, mem, max_parallel,
+                        container, tuple(binds), signal_margin)
     scripts = render(cfg, opts)
     for name, path in scripts:
         click.echo(f"{name:10s} {path}")
     if submit:
-        try:
-            ids = do_submit(scripts)
-        except (RuntimeError, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from None
-        for name, jid in ids:
+        for name, jid in do_submit(scripts):
             click.echo(f"submitted {name:10s} job {jid}")
 
 
-@main.command()
+@main.command(short_help="Print the ensemble plan and predicted wall times.")
 @config_option
 @set_option
-@click.option("--ranks", type=int, multiple=True, help="Predict the wall time on this many ranks (repeatable).")
-@click.option("--stars", type=int, default=None, help="Stars in the prepared sample (default: the mock's n_stars).")
+@click.option("--ranks", type=click.IntRange(1), multiple=True, help="Predict the wall time on this many ranks (repeatable).")
+@click.option("--stars", type=click.IntRange(1), default=None, help="Stars in the prepared sample (default: the mock's n_stars).")
 @click.option("--costs", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON of seconds per member on one rank for the reference sizes: df, cache, cache_per_flow, potential.")
 def plan(config_path, overrides, ranks, stars, costs):
     """Print the ensemble plan (members, seeds, inputs, outputs by stage) and predicted wall times."""
-    cfg = _load(config_path, overrides)
+    cfg = load_config(config_path, overrides)
     click.echo(format_plan(plan_rows(cfg, RunFolder.of(cfg))))
-    try:
-        table = load_costs(costs)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    table = load_costs(costs)
     for n in ranks:
-        if n < 1:
-            raise click.ClickException("--ranks: expected a positive number of ranks")
         click.echo("")
         click.echo(format_prediction(simulate(cfg, n, stars or cfg.mock.n_stars, table), n))
 
 
-@main.command()
+@main.command(short_help="Apply the cuts to the catalogue and write the prepared sample.")
 @config_option
 @set_option
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
@@ -185,35 +214,47 @@ def plan(config_path, overrides, ranks, stars, costs):
               help="Add Gaussian noise from the quoted errors to the observables (gaia format), from this seed.")
 def prepare(config_path, overrides, out, noise_seed):
     """Read the catalogue, apply the cuts and write the prepared sample (the DF stage's input)."""
-    cfg = _load(config_path, overrides)
+    cfg = load_config(config_path, overrides)
     folder = RunFolder.of(cfg)
     path = Path(out) if out else folder.prepared
     if path.exists():
         raise click.ClickException(f"{path} exists; remove it or choose another --out")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if folder.catalogue_path is None and not folder.mock.exists():
-            write_mock(folder.mock, cfg, log=lambda m: click.echo(m, err=True))
-        prepare_sample(cfg, folder.catalogue, path, noise_seed, log=lambda m: click.echo(m, err=True))
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
+    if folder.catalogue_path is None and not folder.mock.exists():
+        write_mock(folder.mock, cfg, log=_err)
+    prepare_sample(cfg, folder.catalogue, path, noise_seed, log=_err)
 
 
-@main.command()
+@main.command(short_help="Write the built-in mock catalogue (stars and truth) to HDF5.")
 @config_option
 @set_option
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: <run.dir>/mock.h5).")
 def mock(config_path, overrides, out):
     """Write the built-in mock catalogue (stars, Gaia-like observables and truth) to HDF5."""
-    cfg = _load(config_path, overrides)
+    cfg = load_config(config_path, overrides)
     path = Path(out) if out else RunFolder.of(cfg).mock
     if path.exists():
         raise click.ClickException(f"{path} exists; remove it or choose another --out")
-    write_mock(path, cfg, log=lambda m: click.echo(m, err=True))
+    write_mock(path, cfg, log=_err)
 
 
-@main.command()
+@main.command(short_help="Write the documented default configuration (run.yaml).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="run.yaml", show_default=True,
+              help="Where to write it ('-' for the terminal).")
+def config(out):
+    """Write the documented default configuration: every key with its unit, range and meaning.
+    Edit it and pass it with -c to the other commands."""
+    text = render_default_yaml()
+    if out == "-":
+        click.echo(text, nl=False)
+        return
+    if Path(out).exists():
+        raise click.ClickException(f"{out} exists; remove it or choose another --out")
+    atomic_write_text(out, text)
+    click.echo(f"wrote {out}")
+
+
+@main.command(short_help="Evaluate Phi, a and rho of a trained run at given points.")
 @click.argument("run_dir", type=click.Path(exists=True))
 @click.option("--points", "points", required=True, type=click.Path(dir_okay=False),
               help="HDF5 (dataset x (N,3) or x, y, z) or text file of heliocentric positions in kpc.")
@@ -221,12 +262,9 @@ def mock(config_path, overrides, out):
               help="Output HDF5 (default: <points>.potential.h5).")
 def evaluate(run_dir, points, out):
     """Evaluate Phi, a and rho of a trained run (ensemble median) or member file at given points."""
-    try:
-        pts = read_points(points)
-        pot = load_potential(run_dir)
-        fields = pot.evaluate(pts)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
+    pts = read_points(points)
+    pot = load_potential(run_dir)
+    fields = pot.evaluate(pts)
     out = Path(out) if out else Path(str(points) + ".potential.h5")
     units = {"phi": "(km/s)^2", "accel": "km/s/Myr", "rho": "Msun/pc^3"}
     with atomic_h5(out) as f:
@@ -240,16 +278,13 @@ def evaluate(run_dir, points, out):
     click.echo(f"wrote {out} ({len(pts)} points, {len(pot.ids)} members)")
 
 
-@main.command()
+@main.command(short_help="Check this installation in seconds (versions, devices, numerics).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to run the numerical checks (auto: the GPU when torch sees one).")
 def selfcheck(device):
     """Quick check of this installation (seconds): versions, devices, MPI library, and the exact-mock
     CBE residual, the Laplacian, a short flow fit and HDF5 checkpoints on DEVICE. Exit status 1 if any fails."""
-    try:
-        dev = pick_device(device, key="--device")
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+    dev = pick_device(device, key="--device")
     for line in environment():
         click.echo(line)
     checks = run_checks(dev)

@@ -24,16 +24,17 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from pydantic_core import PydanticCustomError
 
 from . import constants as C
+from .errors import DpotError, DpotWarning
 from .physics import gaia
 from .physics.frames import SunFrame
 from .physics.mock import MOCK_FAMILIES
 
 
-class ConfigError(ValueError):
+class ConfigError(DpotError, ValueError):
     """One or more configuration values are unknown, of the wrong type or out of range."""
 
 
-class ConfigWarning(UserWarning):
+class ConfigWarning(DpotWarning):
     """A configuration that is valid but probably not what was meant (e.g. a duplicated YAML key)."""
 
 
@@ -368,6 +369,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"--set {text!r}: empty key in {key!r}")
+    if not raw.strip():
+        raise ConfigError(f"--set {key}: empty value (write {key}=null for no value)")
     try:
         value = parse_yaml(raw, f"--set {key}")
     except yaml.YAMLError as exc:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import sys
 import time
 from pathlib import Path
+
+
+class Verbosity(enum.IntEnum):
+    """How much goes to the terminal: QUIET (warnings, errors, results), NORMAL (run and stage progress,
+    and the training lines of the members on MPI rank 0), VERBOSE (training lines from every rank).
+    Member log files are written whatever the verbosity."""
+
+    QUIET = 0
+    NORMAL = 1
+    VERBOSE = 2
 
 
 def emit(line: str) -> None:

@@ -31,7 +31,7 @@ def test_shell_scripts_and_rendered_slurm_jobs_pass_shellcheck(tmp_path):
     cfg = load_config(None, [f"run.dir={tmp_path / 'run'}", "ensemble.bootstrap=2"])
     (tmp_path / "run").mkdir()
     scripts = [p for _, p in render(cfg, SlurmOptions(account="acc", partition="gpu", gpus_per_task=1,
-                                                       max_parallel=4, command="apptainer exec --nv dpot.sif dpot-hpc"))]
+                                                       max_parallel=4, container="dpot.sif"))]
     files = [*scripts, *(ROOT / "jobs").glob("*"), *(ROOT / "docker").glob("*.sh"), *(ROOT / "tests/slurm").glob("*.sh"),
              ROOT / ".ci/run"]
     p = subprocess.run([tool("shellcheck"), "-s", "bash", *map(str, files)], capture_output=True, text=True)

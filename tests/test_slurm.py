@@ -91,3 +91,39 @@ def test_job_array_chain_on_real_slurm(slurm, tmp_path):
     s_slurm = json.loads((run_dir / "summary.json").read_text())
     s_ref = json.loads((ref / "summary.json").read_text())
     assert s_slurm["members"] == s_ref["members"] and s_slurm["best"] == s_ref["best"]
+
+
+def test_a_member_longer_than_the_time_limit_finishes_over_several_allocations(slurm, tmp_path):
+    """Time limit 1 minute, SIGUSR1 50 s before it (Slurm sends it within 30 s of that): the potential
+    member (about 40 s of training on one core) checkpoints at each signal and requeues its task until
+    it is done, over several allocations; the chain completes and the summary equals a single-process run."""
+    env, d = slurm
+    run_dir = tmp_path / "run"
+    extra = ["ensemble.df_seed=1", "ensemble.potential_seed=1", "ensemble.bootstrap=0", "potential.steps=6000",
+             "potential.checkpoint_every_steps=100000"]
+    sets = [a for s in [*TINY, *extra, f"run.dir={run_dir}"] for a in ("--set", s)]
+    p = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "slurm", *sets, "--cpus-per-task", "1", "--time", "1",
+                        "--signal-margin", "50", "--submit"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        q = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], env=env, capture_output=True, text=True).stdout
+        if not q.strip():
+            break
+        assert "DependencyNeverSatisfied" not in q, q + "\n" + "\n".join(
+            f.read_text()[-2000:] for f in (run_dir / "logs" / "slurm").glob("*.out"))
+        time.sleep(2)
+    else:
+        pytest.fail("Slurm jobs did not finish in 15 minutes")
+    out = "".join(f.read_text() for f in (run_dir / "logs" / "slurm").glob("potential-*.out"))
+    assert out.count("requeueing") >= 1, out[-3000:]
+    log = (run_dir / "logs" / "potential-potential_seed-000.log").read_text()
+    assert log.count("resumed at step") >= 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    ref = tmp_path / "ref"
+    ref_sets = [a for s in [*TINY, *extra, f"run.dir={ref}"] for a in ("--set", s)]
+    r = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "run", *ref_sets], env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s_ref = json.loads((ref / "summary.json").read_text())
+    assert summary["members"] == s_ref["members"] and summary["best"] == s_ref["best"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 import traceback
 import uuid
@@ -23,12 +24,13 @@ from pathlib import Path
 import torch
 
 from ..config import Config
+from ..errors import DpotError, InputError, write_failure
 from ..data.runfolder import RunFolder
-from ..ensemble.members import RunContext, run_member, status
+from ..ensemble.members import RunContext, check_member_inputs, run_member, status
 from ..ensemble.plan import STAGES, MemberSpec, stages, write_plan
 from ..ensemble.summary import summarize
 from ..models.device import pick_device
-from ..progress import emit, say
+from ..progress import Verbosity, emit, say
 
 
 class SerialComm:
@@ -53,9 +55,6 @@ class SerialComm:
 
     def Barrier(self):
         pass
-
-    def Abort(self, code=1):
-        """Nothing to abort on one process: the caller re-raises the member's exception."""
 
 
 def world():
@@ -100,11 +99,22 @@ class Claims:
     def finish(self, i: int) -> None:
         (self.root / f"{i}.done").touch()
 
+    def fail(self) -> None:
+        """Tell the other ranks that a member of this stage failed: they take no further member."""
+        (self.root / "failed").touch()
+
+    def failed(self) -> bool:
+        return (self.root / "failed").exists()
+
     def counts(self) -> tuple[int, int]:
         """(members started, members finished) over all ranks."""
-        names = [p.name for p in self.root.iterdir()]
+        names = [p.name for p in self.root.iterdir() if p.name != "failed"]
         done = sum(n.endswith(".done") for n in names)
         return len(names) - done, done
+
+
+class MemberFailed(DpotError):
+    """Members of a stage failed (on any rank); the message has one line per failed member."""
 
 
 @dataclass
@@ -138,89 +148,162 @@ def _fmt(s: float) -> str:
     return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
 
 
-def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_root: Path, t_run: float) -> dict[str, dict]:
-    """Run one stage's members, handed out dynamically; returns this rank's potential scalars."""
+def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_root: Path, t_run: float,
+              verbosity: Verbosity = Verbosity.NORMAL) -> dict[str, dict]:
+    """Run one stage's members, handed out dynamically; returns this rank's potential scalars.
+
+    A member that fails stops this rank's work on the stage and tells the other ranks (a marker in
+    the claims folder), which finish the member they are on and take no other; at the end of the
+    stage every rank learns every failure (allgather) and raises MemberFailed. A user error (bad
+    input, corrupt file, full disk) is one line; anything else is a bug and also prints its traceback.
+    """
     rank = comm.Get_rank()
-    claims = Claims(claims_root / name)
+    failure = None
+    try:
+        claims = Claims(claims_root / name)
+    except OSError as exc:
+        claims, failure = None, f"rank {rank}: {write_failure(claims_root / name, exc)}"
     comm.Barrier()  # every rank sees the claims folder before anyone claims
     out = {}
     t0 = time.monotonic()
     n = len(specs)
-    while (i := claims.take(n, rank)) is not None:
+    while failure is None and not claims.failed() and (i := claims.take(n, rank)) is not None:
         spec = specs[i]
         path = spec.path(ctx.folder)
-        was = ("done" if path.exists() else "missing") if spec.kind == "cache" else status(path)
         try:
+            was = ("done" if path.exists() else "missing") if spec.kind == "cache" else status(path)
             scalars = run_member(spec, ctx)
-        except Exception:
+        except DpotError as exc:
+            failure = f"{spec.key} (rank {rank}): {exc}"
+        except Exception as exc:  # a bug: keep the traceback
             emit(f"dpot-hpc[rank {rank}]: member {spec.key} failed:\n{traceback.format_exc()}")
-            comm.Abort(1)
-            raise
+            failure = f"{spec.key} (rank {rank}): {type(exc).__name__}: {exc} (a bug: traceback above)"
+        if failure is not None:
+            claims.fail()
+            break
         if scalars is not None:
             out[spec.id] = scalars
         claims.finish(i)
         started, done = claims.counts()
         el = time.monotonic() - t0
         eta = el / done * (n - done) if done else 0.0  # at the rate members finished so far
-        emit(f"dpot-hpc[rank {rank}] {name} stage: {spec.id} {'was done' if was == 'done' else 'done'}; "
-             f"{done}/{n} done, {started - done} running, {n - started} left; stage {_fmt(el)}, "
-             f"run {_fmt(time.monotonic() - t_run)}, stage ETA {_fmt(eta)}")
-    comm.Barrier()
+        if verbosity >= Verbosity.NORMAL:
+            emit(f"dpot-hpc[rank {rank}] {name} stage: {spec.id} {'was done' if was == 'done' else 'done'}; "
+                 f"{done}/{n} done, {started - done} running, {n - started} left; stage {_fmt(el)}, "
+                 f"run {_fmt(time.monotonic() - t_run)}, stage ETA {_fmt(eta)}")
+    failures = [f for f in comm.allgather(failure) if f is not None]
+    if failures:
+        raise MemberFailed(f"{name} stage failed: " + "; ".join(failures))
     return out
 
 
-def setup(cfg: Config) -> tuple[RunFolder, int]:
-    """The run folder set up (config check, mock if needed, prepared sample) and the plan written:
-    rank 0's work before any member runs. Returns (run folder, number of members)."""
+def setup(cfg: Config, verbosity: Verbosity = Verbosity.NORMAL) -> tuple[RunFolder, int]:
+    """Set up the run folder under its lock (config check, leftovers removed, mock if needed, prepared
+    sample, every planned member's inputs checked) and write the plan. Returns (folder, member count)."""
     folder = RunFolder.of(cfg)
-    folder.setup(cfg, log=say)
+    folder.acquire("setup", log=_say(verbosity))
+    try:
+        return _setup_locked(cfg, folder, verbosity)
+    finally:
+        folder.release()
+
+
+def _setup_locked(cfg: Config, folder: RunFolder, verbosity: Verbosity) -> tuple[RunFolder, int]:
+    folder.setup(cfg, log=_say(verbosity))
+    check_member_inputs(cfg, folder)
     return folder, len(write_plan(cfg, folder))
 
 
-def run_one(cfg: Config, stage: str, index: int) -> dict | None:
+def _say(verbosity: Verbosity):
+    return say if verbosity >= Verbosity.NORMAL else (lambda msg: None)
+
+
+class _TimeLimit:
+    """SIGUSR1 (Slurm's time-limit warning, forwarded by the job script) as a stop request."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGUSR1, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def run_one(cfg: Config, stage: str, index: int, verbosity: Verbosity = Verbosity.NORMAL) -> dict | None:
     """Run member ``index`` of ``stage`` in this process (a Slurm array task); the run folder must
-    have been set up. Finished members are skipped; interrupted ones resume."""
+    have been set up. Finished members are skipped; interrupted ones resume. On SIGUSR1 a training
+    member checkpoints and raises Interrupted (the job script then requeues the task)."""
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
+        raise InputError(f"--stage {stage!r}: unknown stage (stages: {', '.join(STAGES)})")
     specs = dict(stages(cfg))[stage]
     if not 0 <= index < len(specs):
-        raise ValueError(f"stage {stage} has {len(specs)} members (indices 0..{len(specs) - 1}), not {index}")
+        raise InputError(f"--index {index}: stage {stage} has {len(specs)} members (indices 0..{len(specs) - 1})")
     folder = RunFolder.of(cfg)
     folder.require_setup()
     folder.check_config(cfg)  # refuses an incompatible folder
     binding = bind(SerialComm(), cfg)
-    return run_member(specs[index], RunContext(cfg, folder, binding.device))
+    ctx = RunContext(cfg, folder, binding.device, echo=verbosity >= Verbosity.NORMAL, stop=_TimeLimit())
+    spec = specs[index]
+    was = status(spec.path(folder)) if spec.kind != "cache" else None
+    scalars = run_member(spec, ctx)
+    if was == "done" and verbosity >= Verbosity.NORMAL:
+        say(f"{spec.key} was already done: skipped")
+    return scalars
 
 
-def run(cfg: Config, comm=None) -> dict | None:
-    """The whole job on every rank of comm; returns the summary on rank 0 (None elsewhere)."""
+def run(cfg: Config, comm=None, verbosity: Verbosity = Verbosity.NORMAL) -> dict | None:
+    """The whole job on every rank of comm; returns the summary on rank 0 (None elsewhere).
+
+    Rank 0 holds the run folder's lock from setup to summary, so a second launcher on the same
+    folder is refused while this one is alive; the other ranks join this run."""
     comm = comm if comm is not None else world()
     rank, size = comm.Get_rank(), comm.Get_size()
+    folder = RunFolder.of(cfg)
+    log = _say(verbosity)
     t_run = time.monotonic()
     result = None
     if rank == 0:
         try:
-            folder, n = setup(cfg)
-            shutil.rmtree(folder.claims, ignore_errors=True)  # a killed run's claims
-            result = ("ok", n, uuid.uuid4().hex)
+            folder.acquire("run", log=log)
+            result = ("ok", None, uuid.uuid4().hex)
+            _, n = _setup_locked(cfg, folder, verbosity)
+            shutil.rmtree(folder.claims, ignore_errors=True)  # a killed run's claims (we hold the lock)
+            result = ("ok", n, result[2])
         except Exception as exc:  # every rank must learn of it, or the others would wait forever
+            if result is not None:
+                folder.release()
             result = ("error", exc, None)
     result = comm.bcast(result, root=0)
     if result[0] == "error":
         raise result[1]
+    try:
+        return _run_stages(cfg, comm, folder, result[1], result[2], verbosity, t_run)
+    finally:
+        if rank == 0:
+            folder.release()
+
+
+def _run_stages(cfg: Config, comm, folder: RunFolder, n: int, token: str, verbosity: Verbosity,
+                t_run: float) -> dict | None:
+    rank, size = comm.Get_rank(), comm.Get_size()
+    log = _say(verbosity)
     binding = bind(comm, cfg)
-    ctx = RunContext(cfg, RunFolder.of(cfg), binding.device, echo=True)
+    echo = verbosity >= Verbosity.VERBOSE or (verbosity >= Verbosity.NORMAL and rank == 0)
+    ctx = RunContext(cfg, folder, binding.device, echo=echo)
     if rank == 0:
-        say(f"run folder {ctx.folder.root}: {result[1]} members on {size} rank(s), "
+        log(f"run folder {folder.root}: {n} members on {size} rank(s), "
             f"{binding.device}, {binding.threads} thread(s) per rank")
     mine: dict[str, dict] = {}
     timing = {"setup": time.monotonic() - t_run}
-    claims_root = ctx.folder.claims / result[2]
+    claims_root = folder.claims / token
     for name, specs in stages(cfg):
         if rank == 0:
-            say(f"{name} stage: {len(specs)} members")
+            log(f"{name} stage: {len(specs)} members")
         t0 = time.monotonic()
-        mine.update(run_stage(comm, name, specs, ctx, claims_root, t_run))
+        mine.update(run_stage(comm, name, specs, ctx, claims_root, t_run, verbosity))
         timing[name] = time.monotonic() - t0
     gathered = comm.gather(mine, root=0)
     if rank != 0:
@@ -230,6 +313,6 @@ def run(cfg: Config, comm=None) -> dict | None:
     for part in gathered:
         scalars.update(part)
     timing["ranks"] = size
-    summary = summarize(cfg, ctx.folder, scalars, timing)
-    say(f"finished in {_fmt(time.monotonic() - t_run)}; summary in {ctx.folder.summary_json}")
+    summary = summarize(cfg, folder, scalars, timing)
+    log(f"finished in {_fmt(time.monotonic() - t_run)}; summary in {folder.summary_json}")
     return summary

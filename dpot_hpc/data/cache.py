@@ -6,7 +6,8 @@ Layout of cache/<name>.h5 (units in each dataset's ``unit`` attribute):
   /log_f (N,)     median over flows of ln f [ln(stars kpc^-3 (km/s)^-3)]
   /grad_x (N,3) [1/kpc]  /grad_v (N,3) [s/km]   per-component median of the flows' gradients of ln f
   /flows/log_f (K,N)  /flows/grad (K,N,6)        every flow's own values (same units)
-  attrs: flows (JSON list of DF member ids), seed, r_max_kpc
+  attrs: flows (JSON list of DF member ids), r_max_kpc, and the record of data.provenance (kind,
+         member_id, seed, config, version)
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 import h5py
 import torch
 
+from ..config import Config
 from ..models.flows import Flow, log_prob_and_gradients
 from .h5io import atomic_h5
+from .provenance import stamp
 
 
 def draw_points(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, batch: int) -> torch.Tensor:
@@ -63,7 +66,9 @@ def build_cache(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, b
             "flows_log_f": log_f, "flows_grad": grad}
 
 
-def write_cache(path: str | Path, cache: dict[str, torch.Tensor], flow_ids: list[str], seed: int, r_max_kpc: float) -> None:
+def write_cache(path: str | Path, cache: dict[str, torch.Tensor], flow_ids: list[str], cfg: Config, member_id: str,
+                seed: int) -> None:
+    """Write a cache (atomically), stamped with the run's configuration, its member id and seed."""
     units = {"x": "kpc", "v": "km/s", "log_f": "ln(kpc^-3 (km/s)^-3)", "grad_x": "1/kpc", "grad_v": "s/km"}
     with atomic_h5(path) as f:
         for k, unit in units.items():
@@ -72,8 +77,8 @@ def write_cache(path: str | Path, cache: dict[str, torch.Tensor], flow_ids: list
         g.create_dataset("log_f", data=cache["flows_log_f"].numpy()).attrs["unit"] = units["log_f"]
         g.create_dataset("grad", data=cache["flows_grad"].numpy()).attrs["unit"] = "1/kpc (x), s/km (v)"
         f.attrs["flows"] = json.dumps(flow_ids)
-        f.attrs["seed"] = seed
-        f.attrs["r_max_kpc"] = r_max_kpc
+        f.attrs["r_max_kpc"] = cfg.cache.r_max_kpc
+        stamp(f.attrs, cfg, kind="cache", member_id=member_id, seed=seed)
 
 
 def read_cache(path: str | Path) -> dict[str, torch.Tensor]:

@@ -8,13 +8,18 @@ and renames it into place, so a killed process never leaves a half-written membe
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import re
+import socket
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
+
+from ..errors import write_failure
 
 
 def _enc_key(k) -> str:
@@ -78,31 +83,47 @@ def load_tree(group: h5py.Group):
     return out
 
 
+def temp_name(path: Path) -> Path:
+    """The temporary name a file is written under before it is renamed into place:
+    .<name>.tmp-<host>-<pid>, so a leftover one can be traced to its (killed) writer."""
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+
+
+def leftover_writer(path: Path) -> tuple[str, int] | None:
+    """(host, pid) of the writer of a temporary file named by ``temp_name``; None for other files."""
+    m = re.fullmatch(r"\..+\.tmp-(.+)-(\d+)", path.name)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | Path):
-    """Open ``path``.tmp-<pid> for writing; on success fsync and rename it onto ``path``."""
+    """Build an HDF5 file in memory, then write it to a temporary name, fsync and rename it onto
+    ``path``: a killed process never leaves a half-written file, and a failed write (disk full,
+    read-only folder) is one OutputError naming ``path`` (HDF5 itself never sees the failing disk)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        yield f
+    _write_atomically(path, buf.getbuffer())
+
+
+def _write_atomically(path: Path, data) -> None:
+    """Write bytes to a temporary file next to ``path``, fsync, rename; OutputError if that fails."""
+    tmp = temp_name(path)
     try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
+    """Write a text file atomically (temporary file, fsync, rename); OutputError if that fails."""
+    _write_atomically(Path(path), text.encode("utf-8"))

@@ -30,6 +30,7 @@ from ..physics.galaxy import GalaxyModel
 from ..physics.mock import MockGalaxy, mock_family, sample, truth_fields
 from ..physics.scalars import evaluation_grid, scalars_from_fields
 from .h5io import atomic_h5
+from .provenance import MOCK_SETTINGS, stamp
 
 
 def mock_galaxy(cfg: Config) -> MockGalaxy:
@@ -65,6 +66,7 @@ def write_mock(path: str | Path, cfg: Config, log=print) -> Path:
            "pmdec_error": cfg.mock.pm_error_mas_yr, "radial_velocity_error": cfg.mock.rv_error_kms}
     with atomic_h5(path) as f:
         f.attrs["kind"] = "dpot-hpc mock"
+        stamp(f.attrs, cfg, MOCK_SETTINGS)
         for i, (name, unit) in enumerate(zip(PHASE_SPACE_COLUMNS, PHASE_SPACE_UNITS)):
             f.create_dataset(name, data=(x if i < 3 else v)[:, i % 3]).attrs["unit"] = unit
         for name, arr in obs.items():

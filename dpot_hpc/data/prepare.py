@@ -17,9 +17,9 @@ format, rows read, cuts with counts, frame, selection radius, noise seed, versio
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -29,18 +29,12 @@ import torch
 from .._version import __version__
 from ..config import Config
 from ..constants import PHASE_SPACE_COLUMNS, PHASE_SPACE_UNITS
+from ..errors import DpotWarning
 from ..physics.frames import galcen_to_helio
 from ..physics.gaia import ERRORS, OBSERVABLE_UNITS, OBSERVABLES, absolute_g, add_noise, observables_to_helio
 from .h5io import atomic_h5
+from .provenance import PREPARED_SETTINGS, fingerprint, stamp
 from .tables import CatalogueError, TableReader
-
-
-def file_sha256(path: Path, block: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class CutCounter:
@@ -121,21 +115,11 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
         raise CatalogueError(f"catalogue {path}: observational-noise resampling needs catalogue.format: gaia")
     with TableReader(path, cat.hdf5_group) as reader:
         if gaia:
-            need = list(OBSERVABLES)
-            if cfg.cuts.parallax_over_error_min is not None or noise_seed is not None:
-                need.append("parallax_error")
-            if noise_seed is not None:
-                need += ["pmra_error", "pmdec_error", "radial_velocity_error"]
-            if cfg.cuts.ruwe_max is not None:
-                need.append("ruwe")
-            if cfg.cuts.abs_mag_g_min is not None or cfg.cuts.abs_mag_g_max is not None:
-                need.append("phot_g_mean_mag")
-            keep_cols = [c for c in (*ERRORS, "source_id") if getattr(cat.gaia_columns, c) in reader.names]
-            need = list(dict.fromkeys(need + keep_cols))
-            names = {k: getattr(cat.gaia_columns, k) for k in need}
+            names = gaia_columns_needed(cfg, noise_seed is not None)
             for k, n in names.items():
-                if n not in reader.names:
-                    reader.require([n], f" (Gaia {k}, catalogue.gaia_columns.{k}; needed for the configured cuts)")
+                reader.require([n], f" (Gaia {k}, catalogue.gaia_columns.{k}; needed for the configured cuts)")
+            names.update({c: getattr(cat.gaia_columns, c) for c in (*ERRORS, "source_id")
+                          if getattr(cat.gaia_columns, c) in reader.names})
         else:
             names = {k: getattr(cat.columns, k) for k in PHASE_SPACE_COLUMNS}
             reader.require(list(names.values()), " (catalogue.columns)")
@@ -156,6 +140,8 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
             for k, a in obs.items():
                 extras.setdefault(k, []).append(a[inside])
             log(f"prepare: rows {min((i + 1) * cat.chunk_rows, n_in)}/{n_in}, kept {sum(len(a) for a in xs)}")
+    if n_in == 0:
+        raise CatalogueError(f"catalogue {path} has no rows")
     x, v = np.concatenate(xs), np.concatenate(vs)
     report = cuts.report(n_in)
     if len(x) < cfg.cuts.min_stars:
@@ -164,8 +150,10 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
             f"catalogue {path}: {len(x)} of {n_in} stars survive the selection, fewer than cuts.min_stars = "
             f"{cfg.cuts.min_stars} ({table})"
         )
+    source = fingerprint(path)
+    _warn_duplicates(path, x, v, extras.get("source_id"))
     prov = {
-        "input": str(path.resolve()), "bytes": path.stat().st_size, "sha256": file_sha256(path),
+        "input": source["path"], "bytes": source["bytes"], "sha256": source["sha256"],
         "format": cat.format, "rows_read": n_in, "cuts": report, "n_stars": len(x),
         "frame": cfg.to_dict()["frame"], "r_max_kpc": cat.r_max_kpc,
         "noise_seed": noise_seed, "version": __version__,
@@ -177,6 +165,7 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
         for k, parts in extras.items():
             f.create_dataset(k, data=np.concatenate(parts)).attrs["unit"] = OBSERVABLE_UNITS.get(k, "")
         f.attrs["provenance"] = json.dumps(prov)
+        stamp(f.attrs, cfg, PREPARED_SETTINGS, catalogue=json.dumps(source), **({} if noise_seed is None else {"noise_seed": noise_seed}))
     log(f"prepare: {len(x)} of {n_in} stars kept in {time.monotonic() - t0:.1f}s -> {out_path}")
     for name, n, left in report:
         log(f"  cut {name:34s} removed {n:10d}, left {left:10d}")
@@ -194,3 +183,43 @@ def bootstrap_indices(n: int, seed: int) -> np.ndarray:
     """n row indices drawn with replacement (deterministic in seed)."""
     return np.random.default_rng(seed).integers(0, n, size=n)
 
+
+class DataWarning(DpotWarning):
+    """The data are usable but probably not what was meant (e.g. duplicated stars)."""
+
+
+def _warn_duplicates(path: Path, x: np.ndarray, v: np.ndarray, source_id: list | None) -> None:
+    """Warn when stars appear more than once (same source_id, or else the same six coordinates)."""
+    if source_id is not None:
+        ids = np.concatenate(source_id)
+        n_dup, what = len(ids) - len(np.unique(ids)), "source_id"
+    else:
+        rows = np.ascontiguousarray(np.concatenate([x, v], axis=1)).view(np.dtype((np.void, 48))).ravel()
+        n_dup, what = len(rows) - len(np.unique(rows)), "positions and velocities"
+    if n_dup:
+        warnings.warn(f"catalogue {path}: {n_dup} of {len(x)} selected stars repeat another's {what}; "
+                      "duplicated stars bias the DF", DataWarning, stacklevel=3)
+
+
+def gaia_columns_needed(cfg: Config, noise: bool) -> dict[str, str]:
+    """{Gaia quantity: column name in the catalogue} that the configured cuts (and, with ``noise``,
+    the observational-noise resampling) need."""
+    need = list(OBSERVABLES)
+    if cfg.cuts.parallax_over_error_min is not None or noise:
+        need.append("parallax_error")
+    if noise:
+        need += ["pmra_error", "pmdec_error", "radial_velocity_error"]
+    if cfg.cuts.ruwe_max is not None:
+        need.append("ruwe")
+    if cfg.cuts.abs_mag_g_min is not None or cfg.cuts.abs_mag_g_max is not None:
+        need.append("phot_g_mean_mag")
+    return {k: getattr(cfg.catalogue.gaia_columns, k) for k in dict.fromkeys(need)}
+
+
+def check_columns(cfg: Config, path: Path, noise: bool) -> None:
+    """Raise CatalogueError naming the first Gaia column that the cuts or the noise resampling need
+    and the catalogue lacks (before any member starts)."""
+    with TableReader(path, cfg.catalogue.hdf5_group) as reader:
+        for k, name in gaia_columns_needed(cfg, noise).items():
+            why = "the observational-noise resampling (ensemble.obs_noise)" if k.endswith("_error") and noise else "the configured cuts"
+            reader.require([name], f" (Gaia {k}, catalogue.gaia_columns.{k}; needed for {why})")

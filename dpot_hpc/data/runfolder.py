@@ -10,43 +10,33 @@ Layout (``RunFolder`` spells every name; nothing else does):
   potential/<member>.h5       potential members     logs/<kind>-<member>.log  one log per member
   logs/slurm/                 Slurm output          slurm/  the generated batch scripts
   .claims/                    the MPI driver's member claims (removed when a run ends)
+  .lock                       held by the launcher (`run`, `setup`) while it works: host, pid, start time
   summary.json, summary.h5    per-pipeline statistics, best estimate, combined uncertainty, truth
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import yaml
 
 from ..config import Config, ConfigError, config_from_dict, parse_yaml
-from .h5io import atomic_write_text
+from ..errors import DpotError, write_failure
+from .h5io import atomic_write_text, leftover_writer
+from .provenance import MOCK_SETTINGS, PREPARED_SETTINGS, ProvenanceError, config_differences, same_content, verify
 from .mockfile import MockTruth, read_truth, write_mock
 from .prepare import prepare_sample
 
-#: Config keys that may change between invocations on the same run folder.
-RUNTIME_KEYS = {("run", "threads"), ("run", "device"), ("run", "dir")}
 
-
-class RunFolderError(RuntimeError):
-    """The run folder was made with an incompatible configuration, or is not set up."""
-
-
-def config_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
-    """'key.path: old in the folder, new now' for every setting that differs (runtime keys excepted)."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        path = (*prefix, k)
-        if path in RUNTIME_KEYS:
-            continue
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += config_differences(va, vb, path)
-        elif va != vb:
-            out.append(f"{'.'.join(path)}: {va!r} in the folder, {vb!r} now")
-    return out
+class RunFolderError(DpotError, RuntimeError):
+    """The run folder was made with an incompatible configuration, is in use, or is not set up."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +106,10 @@ class RunFolder:
         return self.root / ".claims"
 
     @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    @property
     def summary_json(self) -> Path:
         return self.root / "summary.json"
 
@@ -138,10 +132,10 @@ class RunFolder:
         if not self.config.exists():
             return
         try:
-            old = config_from_dict(parse_yaml(self.config.read_text(), str(self.config)) or {})
-        except (ConfigError, yaml.YAMLError) as exc:
-            raise RunFolderError(f"run folder {self.root} was made by another version of dpot-hpc "
-                                 f"({self.config}: {exc}); use a new run.dir") from None
+            old = config_from_dict(parse_yaml(self.config.read_text(encoding="utf-8"), str(self.config)) or {})
+        except (ConfigError, yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+            raise RunFolderError(f"{self.config} is unreadable or was written by another version of dpot-hpc "
+                                 f"({exc}); use a new run.dir, or repair the file") from None
         diffs = config_differences(old.to_dict(), cfg.to_dict())
         if diffs:
             raise RunFolderError(
@@ -157,14 +151,125 @@ class RunFolder:
             atomic_write_text(self.config, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     def setup(self, cfg: Config, log) -> None:
-        """Create the folder (or check it), draw the built-in mock and prepare the sample, each once."""
-        self.write_config(cfg)
-        if self.catalogue_path is None and not self.mock.exists():
-            write_mock(self.mock, cfg, log=log)
-        if not self.prepared.exists():
+        """Check the folder's configuration and the catalogue, draw the built-in mock and prepare the
+        sample (each once, each checked when reused), and only then write config.yaml: a setup that
+        fails on bad input leaves nothing that would refuse the corrected configuration.
+        Call it while holding the lock (``acquire``)."""
+        self.check_config(cfg)
+        if self.catalogue_path is not None and not self.catalogue_path.is_file():
+            raise RunFolderError(f"catalogue {self.catalogue_path} does not exist (catalogue.path)")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failure(self.root, exc) from None
+        self.remove_leftovers(log)
+        if self.catalogue_path is None:
+            if self.mock.exists():
+                verify(self.mock, cfg, "built-in mock", MOCK_SETTINGS)
+            else:
+                write_mock(self.mock, cfg, log=log)
+        if self.prepared.exists():
+            self.check_prepared(cfg)
+        else:
             prepare_sample(cfg, self.catalogue, self.prepared, log=log)
+        self.write_config(cfg)
+
+    def check_prepared(self, cfg: Config, path: Path | None = None, **identity) -> None:
+        """Refuse a prepared sample made from other settings or from a catalogue that has changed since."""
+        path = path or self.prepared
+        attrs = verify(path, cfg, "prepared sample", PREPARED_SETTINGS, **identity)
+        recorded = json.loads(attrs.get("catalogue", "{}"))
+        if not same_content(recorded, self.catalogue):
+            raise ProvenanceError(
+                f"catalogue {self.catalogue} changed since {path} was made from it (sha256 "
+                f"{recorded.get('sha256', '?')[:12]}...); move {path} away to prepare the sample again, "
+                "or use a new run.dir")
+
+    # --- the launcher's lock -----------------------------------------------------------------------
+    def acquire(self, command: str, log=None) -> None:
+        """Take the run folder's lock for this launcher, or raise RunFolderError naming the live run
+        that holds it. A lock left by a dead process on this host, or by an earlier allocation of this
+        same Slurm job (a requeued job), is taken over."""
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "command": command,
+              "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failure(self.root, exc) from None
+        for _ in range(3):
+            try:
+                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._lock_holder()
+                if holder is not None and not _is_stale(holder, me):
+                    raise RunFolderError(
+                        f"run folder {self.root} is in use by `dpot-hpc {holder.get('command')}` on host "
+                        f"{holder.get('host')} (pid {holder.get('pid')}, started {holder.get('started')}"
+                        + (f", Slurm job {holder['slurm_job_id']}" if holder.get("slurm_job_id") else "")
+                        + f"). Wait for it to end; if it is gone (killed, node lost), remove {self.lock_file} "
+                        "and run again.") from None
+                if log:
+                    log(f"taking over the stale lock of {holder or 'an unreadable lock file'} ({self.lock_file})")
+                self.lock_file.unlink(missing_ok=True)
+                continue
+            except OSError as exc:
+                raise write_failure(self.lock_file, exc) from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(me))
+            return
+        raise RunFolderError(f"could not take the lock {self.lock_file}: another launcher keeps taking it")
+
+    def release(self) -> None:
+        """Give up the lock if this process holds it."""
+        holder = self._lock_holder()
+        if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            self.lock_file.unlink(missing_ok=True)
+
+    def _lock_holder(self) -> dict | None:
+        try:
+            return json.loads(self.lock_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def remove_leftovers(self, log=None) -> int:
+        """Delete temporary files of atomic writes whose writer is gone (this host: its pid is dead;
+        another host: older than an hour); return how many."""
+        n = 0
+        for path in self.root.rglob(".*.tmp-*"):
+            writer = leftover_writer(path)
+            if writer is None:
+                continue
+            host, pid = writer
+            gone = not _alive(pid) if host == socket.gethostname() else time.time() - path.stat().st_mtime > 3600
+            if gone:
+                path.unlink(missing_ok=True)
+                n += 1
+        if n and log:
+            log(f"removed {n} temporary file(s) left by killed writers")
+        return n
 
     def require_setup(self) -> None:
         """Raise unless ``setup`` has run (the plan is written last, by the caller of setup)."""
         if not self.plan.exists():
             raise RunFolderError(f"{self.root} is not set up: run `dpot-hpc setup` (or `dpot-hpc run`) first")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_stale(holder: dict, me: dict) -> bool:
+    """A lock whose holder is a dead process on this host, or an earlier allocation of our Slurm job."""
+    if me["slurm_job_id"] and holder.get("slurm_job_id") == me["slurm_job_id"]:
+        return True
+    if holder.get("host") == me["host"] and holder.get("pid") == me["pid"]:
+        return True  # our own, left by an earlier call in this process
+    return holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1)))

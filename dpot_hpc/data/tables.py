@@ -9,6 +9,9 @@ Every problem raises ``CatalogueError`` naming the file and the column.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -17,8 +20,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from ..errors import DpotError
 
-class CatalogueError(ValueError):
+
+class CatalogueError(DpotError, ValueError):
     """The catalogue cannot be used: missing file or column, bad values, empty selection."""
 
 
@@ -36,6 +41,20 @@ def table_kind(path: Path) -> str:
     return "astropy"
 
 
+@contextlib.contextmanager
+def _astropy_quiet():
+    """Silence astropy's own warnings (its logger and the warnings module) for a moment."""
+    logger = logging.getLogger("astropy")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 class TableReader:
     """Column access to a table file: ``names``, ``n_rows`` and ``chunks(columns)``.
 
@@ -48,6 +67,17 @@ class TableReader:
             raise CatalogueError(f"catalogue {self.path}: file does not exist")
         self.kind = table_kind(self.path)
         self._table = None
+        try:
+            self._open(hdf5_group)
+        except CatalogueError:
+            self.close()
+            raise
+        except Exception as exc:  # a truncated or corrupt file raises many types, from h5py and astropy
+            self.close()
+            raise CatalogueError(f"catalogue {self.path}: cannot read this {self.kind} file ({type(exc).__name__}: "
+                                 f"{exc}); is it truncated or corrupt?") from None
+
+    def _open(self, hdf5_group: str) -> None:
         if self.kind == "hdf5":
             self._h5 = h5py.File(self.path, "r")
             if hdf5_group not in self._h5:
@@ -56,6 +86,9 @@ class TableReader:
             if isinstance(g, h5py.Dataset) and g.dtype.names:  # an astropy-written table
                 self._cols = {n: (g, n) for n in g.dtype.names}
                 self.n_rows = g.shape[0]
+            elif isinstance(g, h5py.Dataset):
+                raise CatalogueError(f"catalogue {self.path}: catalogue.hdf5_group {hdf5_group!r} names a dataset, not "
+                                     "a group of 1-D column datasets or a table")
             else:
                 self._cols = {k: (v, None) for k, v in g.items() if isinstance(v, h5py.Dataset) and v.ndim == 1}
                 lengths = {v[0].shape[0] for v in self._cols.values()}
@@ -64,13 +97,15 @@ class TableReader:
                 self.n_rows = lengths.pop() if lengths else 0
             self.names = sorted(self._cols)
         elif self.kind == "fits":
-            try:
+            with _astropy_quiet():  # a truncated file is reported below, as one error
                 self._hdul = fits.open(self.path, memmap=True)
-                hdu = next(h for h in self._hdul if isinstance(h, (fits.BinTableHDU, fits.TableHDU)))
-            except StopIteration:
-                raise CatalogueError(f"catalogue {self.path}: FITS file has no table extension") from None
-            except OSError as exc:
-                raise CatalogueError(f"catalogue {self.path}: not a readable FITS file ({exc})") from None
+                hdu = next((h for h in self._hdul if isinstance(h, (fits.BinTableHDU, fits.TableHDU))), None)
+            if hdu is None:
+                raise CatalogueError(f"catalogue {self.path}: FITS file has no table extension")
+            expected = hdu._data_offset + hdu.header["NAXIS1"] * hdu.header["NAXIS2"]
+            if self.path.stat().st_size < expected:
+                raise CatalogueError(f"catalogue {self.path}: the FITS table needs {expected} bytes, the file has "
+                                     f"{self.path.stat().st_size}: it is truncated")
             self._fits = hdu.data
             self.names = list(hdu.columns.names)
             self.n_rows = hdu.header["NAXIS2"]
@@ -114,12 +149,21 @@ class TableReader:
         self.require(columns)
         for start in range(0, self.n_rows, chunk_rows):
             stop = min(start + chunk_rows, self.n_rows)
-            yield {c: self._read(c, start, stop) for c in columns}
+            yield {c: self._read_checked(c, start, stop) for c in columns}
+
+    def _read_checked(self, name: str, start: int, stop: int) -> np.ndarray:
+        try:
+            return self._read(name, start, stop)
+        except CatalogueError:
+            raise
+        except Exception as exc:  # truncated data: h5py and astropy raise many types
+            raise CatalogueError(f"catalogue {self.path}: cannot read column {name!r}, rows {start}-{stop} "
+                                 f"({type(exc).__name__}: {exc}); is the file truncated or corrupt?") from None
 
     def close(self) -> None:
-        if self.kind == "hdf5":
+        if getattr(self, "_h5", None) is not None:
             self._h5.close()
-        elif self.kind == "fits":
+        if getattr(self, "_hdul", None) is not None:
             self._hdul.close()
 
     def __enter__(self):

@@ -21,24 +21,26 @@ import h5py
 import numpy as np
 import torch
 
-from .._version import __version__
 from ..config import Config, DFSection, PotentialSection
 from ..constants import RHO_BARYON_MPH15_MSUN_PC3
+from ..errors import DpotError
 from ..data.cache import build_cache, read_cache, write_cache
 from ..data.h5io import atomic_h5, load_tree, save_tree
-from ..data.prepare import bootstrap_indices, prepare_sample, read_prepared
+from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_prepared
+from ..data.provenance import stamp, verify
 from ..data.runfolder import RunFolder
 from ..models.df_training import build_flow, train_flow
 from ..models.flows import Flow
 from ..models.potential import PotentialNet, evaluate
 from ..models.potential_training import build_potential, train_potential
+from ..models.training import Interrupted, StopRequest, never
 from ..physics.frames import SunFrame
 from ..physics.scalars import evaluation_grid, scalars_from_fields
 from ..progress import MemberLog
 from .plan import MemberSpec, cache_flows, potential_cache
 
 
-class MemberFileError(RuntimeError):
+class MemberFileError(DpotError, RuntimeError):
     """A member file exists but belongs to another member or is unreadable."""
 
 
@@ -51,6 +53,7 @@ class RunContext:
     folder: RunFolder
     device: str = "cpu"
     echo: bool = True
+    stop: StopRequest = never
     _stars: torch.Tensor | None = field(default=None, repr=False)
 
     def stars(self) -> torch.Tensor:
@@ -82,21 +85,30 @@ def status(path: Path) -> str:
         raise MemberFileError(f"member file {path} is unreadable ({exc}); move it away to recompute") from None
 
 
-def _read_resume(path: Path, spec: MemberSpec, seed: int) -> dict | None:
-    if status(path) != "training":
-        return None
-    with h5py.File(path, "r") as f:
-        if f.attrs["member_id"] != spec.id or int(f.attrs["seed"]) != seed:
-            raise MemberFileError(f"member file {path} belongs to {f.attrs['member_id']} (seed {f.attrs['seed']})")
-        return load_tree(f["checkpoint"])
+def verified(spec: MemberSpec, cfg: Config, folder: RunFolder) -> str:
+    """The member's status ('missing', 'training', 'done'), after checking that an existing file is this
+    run's (same configuration, version, member id and seed): a file copied in from another run is refused."""
+    path = spec.path(folder)
+    if not path.exists():
+        return "missing"
+    attrs = verify(path, cfg, f"{spec.kind} member {spec.id}", member_id=spec.id, seed=spec.seed(cfg.run.seed))
+    return str(attrs.get("status", "done"))
+
+
+def _read_resume(path: Path) -> dict:
+    try:
+        with h5py.File(path, "r") as f:
+            return load_tree(f["checkpoint"])
+    except (OSError, KeyError) as exc:
+        raise MemberFileError(f"checkpoint in {path} is unreadable ({exc}); move the file away to recompute") from None
 
 
 def _write_member(path: Path, spec: MemberSpec, seed: int, cfg: Config, status_: str, model: dict,
                   checkpoint: dict | None, history: list, extra: dict) -> None:
     """Write a member file atomically (a checkpoint while training, the result when done)."""
     with atomic_h5(path) as f:
-        f.attrs.update({"kind": spec.kind, "member_id": spec.id, "pipeline": spec.pipeline, "index": spec.index,
-                        "seed": seed, "status": status_, "config": json.dumps(cfg.to_dict()), "version": __version__})
+        stamp(f.attrs, cfg, kind=spec.kind, member_id=spec.id, pipeline=spec.pipeline, index=spec.index, seed=seed,
+              status=status_)
         for k, v in extra.items():
             f.attrs[k] = v
         save_tree(f.create_group("model"), model)
@@ -116,18 +128,23 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
     checkpoint whenever ``train`` asks, and the finished file at the end; logs to the member's log."""
     path = spec.path(ctx.folder)
     seed = spec.seed(ctx.cfg.run.seed)
-    if status(path) == "done":
+    state = verified(spec, ctx.cfg, ctx.folder)
+    if state == "done":
         return path
     log = MemberLog(spec.log_path(ctx.folder), f"{spec.kind} {spec.id}", echo=ctx.echo)
     try:
-        resume = _read_resume(path, spec, seed)
+        resume = _read_resume(path) if state == "training" else None
         log(f"{'resuming' if resume else 'training'} {what} (seed {seed})")
 
         def checkpoint(payload: dict) -> None:
             _write_member(path, spec, seed, ctx.cfg, "training", payload["model"], payload,
                           payload["state"]["history"], arch)
 
-        model, history, attrs, done = train(seed, checkpoint, resume, log)
+        try:
+            model, history, attrs, done = train(seed, checkpoint, resume, log)
+        except Interrupted as exc:
+            log(f"interrupted: {exc}")
+            raise
         _write_member(path, spec, seed, ctx.cfg, "done", model, None, history, {**arch, **attrs})
         log(done)
     finally:
@@ -143,7 +160,8 @@ def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor) -> Pat
             "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
 
     def train(seed, checkpoint, resume, log) -> Trained:
-        flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc, checkpoint, resume, log, ctx.device)
+        flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc, checkpoint, resume, log, ctx.device,
+                                 ctx.stop)
         attrs = {"best_val_loss": state.best_val, "best_epoch": state.best_epoch}
         return flow.state_dict(), state.history, attrs, f"done: {spec.path(ctx.folder)}"
 
@@ -171,7 +189,9 @@ def df_member_stars(spec: MemberSpec, ctx: RunContext) -> torch.Tensor:
         return stars[torch.from_numpy(bootstrap_indices(stars.shape[0], seed))]
     if spec.pipeline == "obs_noise":
         path = ctx.folder.sample(spec.id)
-        if not path.exists():
+        if path.exists():
+            ctx.folder.check_prepared(ctx.cfg, path, noise_seed=seed)
+        else:
             prepare_sample(ctx.cfg, ctx.folder.catalogue, path, noise_seed=seed, log=lambda m: None)
         return read_prepared(path)[0]
     raise ValueError(f"no DF data for pipeline {spec.pipeline!r}")
@@ -181,17 +201,20 @@ def df_member_stars(spec: MemberSpec, ctx: RunContext) -> torch.Tensor:
 def run_cache_member(spec: MemberSpec, ctx: RunContext) -> Path:
     """Build (or skip if present) one gradient cache from its flows."""
     cfg, path = ctx.cfg, spec.path(ctx.folder)
-    if path.exists():
+    if verified(spec, ctx.cfg, ctx.folder) != "missing":
         return path
     log = MemberLog(spec.log_path(ctx.folder), f"cache {spec.id}", echo=ctx.echo)
     try:
         t0 = time.monotonic()
         flows_spec = cache_flows(cfg, spec)
         log(f"drawing {cfg.cache.n_points} points from {len(flows_spec)} flow(s)")
+        for s in flows_spec:
+            if verified(s, ctx.cfg, ctx.folder) != "done":
+                raise MemberFileError(f"{s.path(ctx.folder)}: DF member {s.id} is not finished; run its stage first")
         flows = [load_flow(s.path(ctx.folder)) for s in flows_spec]
         seed = spec.seed(cfg.run.seed)
         cache = build_cache(flows, cfg.cache.n_points, cfg.cache.r_max_kpc, seed, cfg.cache.batch_size)
-        write_cache(path, cache, [s.id for s in flows_spec], seed, cfg.cache.r_max_kpc)
+        write_cache(path, cache, [s.id for s in flows_spec], cfg, spec.id, seed)
         log(f"done in {time.monotonic() - t0:.1f}s: {path}")
     finally:
         log.close()
@@ -237,7 +260,7 @@ def run_potential_member(spec: MemberSpec, ctx: RunContext, cache: dict[str, tor
 
     def train(seed, checkpoint, resume, log) -> Trained:
         phi, omega_p, state = train_potential(cache, cfg.potential, sun, seed, cfg.catalogue.r_max_kpc,
-                                              checkpoint, resume, log, ctx.device)
+                                              checkpoint, resume, log, ctx.device, ctx.stop)
         scalars = member_scalars(phi, omega_p, cfg, rho_baryons, sun)
         attrs = {"omega_p_kms_kpc": omega_p, "scalars": json.dumps(scalars)}
         return phi.state_dict(), state.history, attrs, "done: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items())
@@ -262,16 +285,26 @@ def load_potential_member(path: Path) -> PotentialMember:
 def run_member(spec: MemberSpec, ctx: RunContext) -> dict | None:
     """Run (or resume, or skip) any member; potential members return their scalars."""
     if spec.kind == "df":
-        if status(spec.path(ctx.folder)) != "done":
+        if verified(spec, ctx.cfg, ctx.folder) != "done":
             run_df_member(spec, ctx, df_member_stars(spec, ctx))
         return None
     if spec.kind == "cache":
         run_cache_member(spec, ctx)
         return None
     path = spec.path(ctx.folder)
-    if status(path) != "done":
+    if verified(spec, ctx.cfg, ctx.folder) != "done":
         sun = potential_sun(spec, ctx.cfg)
-        cache = read_cache(potential_cache(spec).path(ctx.folder))
+        source = potential_cache(spec)
+        if verified(source, ctx.cfg, ctx.folder) == "missing":
+            raise MemberFileError(f"{source.path(ctx.folder)}: the gradient cache is missing; run the cache stage first")
+        cache = read_cache(source.path(ctx.folder))
         rho_b, _ = baryon_density(ctx.cfg, ctx.folder, sun)
         run_potential_member(spec, ctx, cache, rho_b, sun)
     return load_potential_member(path).scalars
+
+
+def check_member_inputs(cfg: Config, folder: RunFolder) -> None:
+    """Check, before the first member starts, the inputs that planned members need beyond the
+    prepared sample: the catalogue's error columns for obs_noise members."""
+    if cfg.ensemble.obs_noise > 0:
+        check_columns(cfg, folder.catalogue, noise=True)

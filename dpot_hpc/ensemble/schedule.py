@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ..config import Config
+from ..errors import InputError
 from .plan import STAGES, MemberSpec, cache_flows, stages
 
 #: Seconds per member for the reference sizes (default config, 2 CPU cores, one rank): measured in
@@ -59,7 +60,7 @@ def load_costs(path: str | Path | None) -> dict | None:
     data = json.loads(Path(path).read_text())
     unknown = set(data) - set(REFERENCE_COSTS_S)
     if unknown:
-        raise ValueError(f"{path}: unknown cost keys {sorted(unknown)} (known: {sorted(REFERENCE_COSTS_S)})")
+        raise InputError(f"{path}: unknown cost keys {sorted(unknown)} (known: {sorted(REFERENCE_COSTS_S)})")
     return data
 
 

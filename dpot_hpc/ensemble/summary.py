@@ -18,7 +18,7 @@ from ..config import Config
 from ..data.h5io import atomic_h5, atomic_write_text
 from ..data.runfolder import RunFolder, RunFolderError
 from ..physics.scalars import SCALARS
-from .members import baryon_density, load_potential_member, status
+from .members import baryon_density, load_potential_member, verified
 from .plan import potential_members
 from .statistics import ensemble_report, pipeline_of
 
@@ -70,7 +70,7 @@ def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = 
     Creates nothing but the summary files: a folder whose members are not finished is an error."""
     order = potential_members(cfg)
     if scalars is None:
-        missing = [s.id for s in order if status(s.path(folder)) != "done"]
+        missing = [s.id for s in order if verified(s, cfg, folder) != "done"]
         if missing:
             raise RunFolderError(f"cannot summarise {folder.root}: potential members not finished: {', '.join(missing)}")
         scalars = {s.id: load_potential_member(s.path(folder)).scalars for s in order}

@@ -13,7 +13,7 @@ import torch
 from ..config import DFSection
 from ..progress import MemberLog
 from .flows import Flow
-from .training import LoopState, Resumable, seeded, set_cosine_lr
+from .training import Interrupted, LoopState, Resumable, StopRequest, never, seeded, set_cosine_lr
 
 
 @dataclass
@@ -40,11 +40,13 @@ def train_flow(
     resume: dict | None = None,
     log: MemberLog | None = None,
     device: str = "cpu",
+    stop: StopRequest = never,
 ) -> tuple[Flow, DFTrainState]:
     """Fit a flow to stars (N, 6) float64 physical coordinates (kpc, km/s).
 
     checkpoint(payload) is called every ``df.checkpoint_every_epochs`` epochs with everything
-    needed to continue; pass that payload back as ``resume`` to continue bit-for-bit.
+    needed to continue; pass that payload back as ``resume`` to continue bit-for-bit. When ``stop()``
+    turns true, the loop checkpoints at the end of the epoch and raises Interrupted.
     """
     n = stars.shape[0]
     gen = torch.Generator().manual_seed(seed)
@@ -104,7 +106,10 @@ def train_flow(
             if log:
                 why = "early stop" if state.bad_epochs >= df.patience else "max epochs"
                 log(f"{why}: best val {state.best_val:.4f} at epoch {state.best_epoch}")
-        if checkpoint is not None and (state.done or state.epoch % df.checkpoint_every_epochs == 0):
+        stopping = not state.done and stop()
+        if checkpoint is not None and (state.done or stopping or state.epoch % df.checkpoint_every_epochs == 0):
             checkpoint(run.payload(best_model=best))
+        if stopping:
+            raise Interrupted(f"stopped at epoch {state.epoch} on request; checkpoint written")
     flow.load_state_dict(best)
     return flow.cpu(), state

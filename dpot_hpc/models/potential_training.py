@@ -21,7 +21,7 @@ from ..physics.derivatives import gradient_and_laplacian
 from ..physics.frames import SunFrame
 from ..progress import MemberLog
 from .potential import PotentialNet
-from .training import LoopState, Resumable, seeded, set_cosine_lr
+from .training import Interrupted, LoopState, Resumable, StopRequest, never, seeded, set_cosine_lr
 
 #: History columns of a potential member: step, loss, mean |r| [km/s/kpc], Omega_p [km/s/kpc].
 HISTORY_COLUMNS = ("step", "loss", "mean_abs_r", "omega_p")
@@ -66,11 +66,13 @@ def train_potential(
     resume: dict | None = None,
     log: MemberLog | None = None,
     device: str = "cpu",
+    stop: StopRequest = never,
 ) -> tuple[PotentialNet, float, LoopState]:
     """Fit Phi and Omega_p to cache = {x, v, grad_x, grad_v} (heliocentric, float32 or 64).
 
     Returns the network, the pattern speed (km/s/kpc) and the training record (history rows as in
-    ``HISTORY_COLUMNS``, every ``steps // 20`` steps).
+    ``HISTORY_COLUMNS``, every ``steps // 20`` steps). When ``stop()`` turns true the loop
+    checkpoints after the current step and raises Interrupted.
     """
     data = {k: cache[k].to(device=device, dtype=torch.float32) for k in ("x", "v", "grad_x", "grad_v")}
     n = data["x"].shape[0]
@@ -107,6 +109,9 @@ def train_potential(
                 log(f"step {state.step}/{pot.steps} loss {loss.item():.4f} <|r|> {r_abs.mean().item():.3f} "
                     f"Omega_p {omega.item():.3f} km/s/kpc")
         state.done = state.step >= pot.steps
-        if checkpoint is not None and (state.done or state.step % pot.checkpoint_every_steps == 0):
+        stopping = not state.done and stop()
+        if checkpoint is not None and (state.done or stopping or state.step % pot.checkpoint_every_steps == 0):
             checkpoint(run.payload(omega_p=omega.item()))
+        if stopping:
+            raise Interrupted(f"stopped at step {state.step} on request; checkpoint written")
     return phi.cpu(), float(omega.item()), state

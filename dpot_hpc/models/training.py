@@ -33,6 +33,20 @@ def set_cosine_lr(optimizer: torch.optim.Optimizer, step: int, total: int) -> fl
     return optimizer.param_groups[0]["lr"]
 
 
+class Interrupted(Exception):
+    """Training stopped on request (e.g. Slurm's time-limit signal) right after writing a checkpoint;
+    running the member again resumes from it."""
+
+
+#: A stop request: a function the training loop asks after every step (potential) or epoch (DF).
+StopRequest = Callable[[], bool]
+
+
+def never() -> bool:
+    """The default stop request: never stop early."""
+    return False
+
+
 @dataclass
 class LoopState:
     """Position of a training loop: optimizer steps taken, the history rows, whether it finished."""

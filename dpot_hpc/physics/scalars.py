@@ -31,7 +31,7 @@ SCALARS = {
 
 def evaluation_grid(spacing_kpc: float, r_max_kpc: float) -> torch.Tensor:
     """Regular Cartesian grid (spacing in kpc) clipped to the ball |x| <= r_max, heliocentric, (N, 3)."""
-    n = int(math.floor(r_max_kpc / spacing_kpc))
+    n = int(math.floor(r_max_kpc / spacing_kpc + 1e-9))  # 0.9 / 0.05 is 17.999... in floating point
     ax = torch.arange(-n, n + 1, dtype=torch.float64) * spacing_kpc
     g = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
     return g[torch.linalg.vector_norm(g, dim=-1) <= r_max_kpc]

@@ -18,7 +18,7 @@ SlurmctldHost=localhost(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$D/munge/munge.sock
+AuthInfo=socket=$D/munge/munge.sock,cred_expire=10
 CredType=cred/munge
 MailProg=/bin/true
 SlurmctldPort=${SLURM_TEST_PORT:-6817}
