@@ -22,6 +22,7 @@ from .errors import InputError
 from .data.runfolder import RunFolder
 from .ensemble.members import MemberFileError, PotentialMember, load_potential_member
 from .models.potential import evaluate
+from .physics.frames import SunFrame
 
 
 class Potential:
@@ -39,6 +40,18 @@ class Potential:
     def ids(self) -> list[str]:
         """The members' ids, e.g. potential_seed-000."""
         return [m.id for m in self.members]
+
+    @property
+    def sun(self) -> SunFrame:
+        """The Sun's frame the members were fitted in (their Galactocentric frame).
+
+        ValueError if they differ (x0_v0 members each draw their own Sun): select members first.
+        """
+        suns = {m.sun for m in self.members}
+        if len(suns) > 1:
+            raise ValueError(f"the members were fitted with {len(suns)} different Suns (x0_v0 members draw "
+                             "their own): select members that share one, e.g. the potential_seed members")
+        return self.members[0].sun
 
     @property
     def omega_p(self) -> u.Quantity:

@@ -65,13 +65,15 @@ class RunContext:
 
 @dataclass(frozen=True)
 class PotentialMember:
-    """A finished potential member: its network, pattern speed (km/s/kpc), scalars and Sun."""
+    """A finished potential member: its network, pattern speed (km/s/kpc), scalars, Sun and the
+    radius around the Sun (kpc) inside which it was fitted (the cache's, None where unknown)."""
 
     id: str
     net: PotentialNet
     omega_p_kms_kpc: float
     scalars: dict[str, float]
     sun: SunFrame
+    fit_radius_kpc: float | None = None
 
 
 def status(path: Path) -> str:
@@ -277,8 +279,10 @@ def load_potential_member(path: Path) -> PotentialMember:
         phi = build_potential(pot, 0, float(f.attrs["length_scale_kpc"]))
         phi.load_state_dict(load_tree(f["model"]))
         sun = json.loads(f.attrs["sun"])
+        fit_radius = json.loads(f.attrs["config"]).get("cache", {}).get("r_max_kpc") if "config" in f.attrs else None
         return PotentialMember(str(f.attrs["member_id"]), phi.eval(), float(f.attrs["omega_p_kms_kpc"]),
-                               json.loads(f.attrs["scalars"]), SunFrame(**{**sun, "v_sun_kms": tuple(sun["v_sun_kms"])}))
+                               json.loads(f.attrs["scalars"]), SunFrame(**{**sun, "v_sun_kms": tuple(sun["v_sun_kms"])}),
+                               None if fit_radius is None else float(fit_radius))
 
 
 # --- running any member -------------------------------------------------------------

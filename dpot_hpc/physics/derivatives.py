@@ -32,3 +32,16 @@ def gradient_and_laplacian(
     if not create_graph:
         phi, grad, lap = phi.detach(), grad.detach(), lap.detach()
     return phi, grad, lap
+
+
+def gradient_and_hessian(
+    phi_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Phi (N,), grad Phi (N, D), Hessian (N, D, D)) of ``phi_fn`` at points x (N, D), exact by
+    nested autograd, detached. Units follow phi_fn's (for x in kpc: per kpc and per kpc^2)."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        phi = phi_fn(x)
+        (grad,) = torch.autograd.grad(phi.sum(), x, create_graph=True)
+        rows = [torch.autograd.grad(grad[..., i].sum(), x, retain_graph=True)[0] for i in range(x.shape[-1])]
+    return phi.detach(), grad.detach(), torch.stack(rows, dim=-2)
