@@ -1,4 +1,4 @@
-"""The command line: dpot-hpc run | plan | prepare | setup | member | summary | slurm | mock | evaluate | selfcheck."""
+"""The command line: dpot-hpc run | plan | prepare | setup | member | summary | report | slurm | mock | evaluate | selfcheck."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from .ensemble.schedule import format_prediction, load_costs, simulate
 from .ensemble.statistics import format_pipelines, format_table
 from .ensemble.summary import summarize
 from .models.device import pick_device
+from .report import NOTICE as REPORT_NOTICE
+from .report import available as report_available
+from .report import write_report
 from .selfcheck import environment, run_checks
 
 USER_ERRORS = (ConfigError, CatalogueError, MemberFileError, RunFolderError, FileNotFoundError, ValueError)
@@ -37,6 +40,19 @@ set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
     help="Override one setting, e.g. --set ensemble.df_seed=8 (repeatable).",
 )
+
+
+def _auto_report(run_dir) -> None:
+    """The report at the end of `run` and `summary`: a one-line notice without matplotlib, and a line
+    (not a failure: the run itself succeeded) if it fails."""
+    if not report_available():
+        click.echo(f"dpot-hpc: {REPORT_NOTICE}", err=True)
+        return
+    try:
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - reported, and `dpot-hpc report` shows the traceback
+        click.echo(f"dpot-hpc: report failed ({type(exc).__name__}: {exc}); `dpot-hpc report {run_dir}` retries it",
+                   err=True)
 
 
 def _load(config_path, overrides):
@@ -73,6 +89,7 @@ def run(config_path, overrides):
     click.echo(format_pipelines(summary["pipelines"]))
     folder = RunFolder.of(cfg)
     click.echo(f"\nwritten: {folder.summary_json}, {folder.summary_h5}")
+    _auto_report(folder.root)
 
 
 @main.command()
@@ -114,6 +131,22 @@ def summary(config_path, overrides):
         raise click.ClickException(str(exc)) from None
     click.echo(format_table(s["best"], s["truth"]))
     click.echo(format_pipelines(s["pipelines"]))
+    _auto_report(RunFolder.of(cfg).root)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report(run_dir):
+    """Write the figures and index.html of a finished run folder to RUN_DIR/report/ (needs the plots
+    extra: matplotlib). Works on a run folder copied from elsewhere."""
+    if not report_available():
+        click.echo(f"dpot-hpc: {REPORT_NOTICE}")
+        return
+    try:
+        path = write_report(run_dir)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"report: {path}")
 
 
 @main.command()
