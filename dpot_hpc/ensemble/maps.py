@@ -35,7 +35,7 @@ FIELD_UNITS = {"phi": "(km/s)^2", "accel": "km/s/Myr", "rho": "Msun/pc^3"}
 
 def plane_points(plane: str, r_max_kpc: float, spacing_kpc: float) -> np.ndarray:
     """Grid points (n, n, 3) in kpc of a map plane; [i, j] = (axis value j, axis value i)."""
-    n = int(math.floor(r_max_kpc / spacing_kpc))
+    n = int(math.floor(r_max_kpc / spacing_kpc + 1e-9))  # 0.9 / 0.05 is 17.999999999999996
     ax = np.arange(-n, n + 1) * spacing_kpc
     h, v = PLANES[plane]
     pts = np.zeros((ax.size, ax.size, 3))
