@@ -29,7 +29,7 @@ from .mockfile import MockTruth, read_truth, write_mock
 from .prepare import prepare_sample
 
 #: The report's figures, report/<name>.png, in the order index.html shows them.
-REPORT_FIGURES = ("scalars", "df_check", "maps", "residuals", "training")
+REPORT_FIGURES = ("scalars", "df_check", "maps", "residuals", "learning_curves")
 
 #: Config keys that may change between invocations on the same run folder.
 RUNTIME_KEYS = {("run", "threads"), ("run", "device"), ("run", "dir")}

@@ -37,7 +37,7 @@ TITLES = {
     "df_check": "DF check: stars against the flow ensemble (cf. the paper's Figure 9)",
     "maps": "Potential maps: density and acceleration through the Sun",
     "residuals": "CBE residual of the best-estimate potential",
-    "training": "Training curves",
+    "learning_curves": "Training curves",
 }
 
 
@@ -102,7 +102,7 @@ def _training(ctx: ReportContext):
     return plot_training(df, pot, truth.get("omega_p")), caption_training(df, pot)
 
 
-MAKERS = {"scalars": _scalars, "df_check": _df_check, "maps": _maps, "residuals": _residuals, "training": _training}
+MAKERS = {"scalars": _scalars, "df_check": _df_check, "maps": _maps, "residuals": _residuals, "learning_curves": _training}
 
 
 def write_report(run_dir: str | Path, log: Callable[[str], None] = say) -> Path:
