@@ -15,12 +15,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from matplotlib.image import imread
 
 import dpot_hpc
 from conftest import skip_loudly_unless_required
 from dpot_hpc.data.runfolder import REPORT_FIGURES, RunFolder
 from dpot_hpc.ensemble.maps import PLANES
+from dpot_hpc.models.potential import PotentialNet, acceleration, evaluate
 from dpot_hpc.physics.frames import SunFrame
 from dpot_hpc.physics.scalars import SCALARS
 from dpot_hpc.report.binned import binned_mean_significance, counts, poisson_significance
@@ -307,3 +309,13 @@ def test_index_opens_in_headless_chromium(tiny_run, tmp_path):
     w, h = png_size(shot)
     assert w == 1400 and h > 2000
     print(f"screenshot: {shot}")
+
+
+def test_acceleration_by_backward_pass_equals_the_one_pass_fields():
+    """The residual map's cheap acceleration equals ``evaluate``'s (float32 network)."""
+    torch.manual_seed(3)
+    net = PotentialNet([16, 16], 1.0, 1e4)
+    x = torch.rand(500, 3, dtype=torch.float64) * 2 - 1
+    a = acceleration(net, x, batch=128)
+    assert a.shape == (500, 3)
+    assert torch.allclose(a, evaluate(net, x)["accel"], rtol=1e-4, atol=1e-2)

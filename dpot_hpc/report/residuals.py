@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..ensemble.members import PotentialMember
-from ..models.potential import evaluate
+from ..models.potential import acceleration
 from ..physics.cbe import residual_heliocentric
 from ..physics.frames import SunFrame
 from .binned import binned_mean_significance
@@ -41,7 +41,7 @@ def best_residual(cache: dict[str, torch.Tensor], members: list[PotentialMember]
     """The residual (km/s/kpc) at every cache point of the median potential of ``members`` (median
     acceleration, median Omega_p, the first member's Sun: the best-estimate members share it)."""
     x = cache["x"].to(torch.float64)
-    accel = torch.from_numpy(np.median(np.stack([evaluate(m.net, x)["accel"].numpy() for m in members]), axis=0))
+    accel = torch.from_numpy(np.median(np.stack([acceleration(m.net, x).numpy() for m in members]), axis=0))
     omega = torch.tensor(float(np.median([m.omega_p_kms_kpc for m in members])), dtype=torch.float64)
     r = residual_heliocentric(x, cache["v"].to(x), cache["grad_x"].to(x), cache["grad_v"].to(x), accel, omega,
                               members[0].sun)
