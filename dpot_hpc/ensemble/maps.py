@@ -114,7 +114,8 @@ def write_maps(group: h5py.Group, maps: dict[str, dict[str, np.ndarray]], member
                r_max_kpc: float, spacing_kpc: float) -> None:
     """Write ``best_maps``'s result into an open HDF5 group (e.g. summary.h5's ``maps``)."""
     group.attrs.update({"members": json.dumps(member_ids), "r_max_kpc": r_max_kpc, "spacing_kpc": spacing_kpc,
-                        "axes": "heliocentric Galactic Cartesian; xy: z = 0, xz: y = 0; [i, j] = (axis j, axis i)",
+                        "axes": "heliocentric Galactic Cartesian; xy: z = 0, xz: y = 0; index [i, j]: i along the "
+                                 "vertical axis (y or z), j along x",
                         "statistics": "median over the members; *_spread: half the 16-84 percentile range"})
     for plane, fields in maps.items():
         g = group.create_group(plane)

@@ -30,6 +30,7 @@ def plot_df_check(maps: dict[str, BinnedComparison]):
         for ax in row:
             ax.set_xlabel(proj.xlabel)
             ax.set_ylabel(proj.ylabel)
+            ax.locator_params(axis="x", nbins=5)
             if name == "xy":
                 ax.set_aspect("equal")
     return fig

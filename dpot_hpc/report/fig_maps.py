@@ -67,6 +67,7 @@ def plot_maps(maps: dict[str, dict[str, np.ndarray]]):
             row[3].set_title(r"$a$ against the truth")
         for ax in row:
             ax.plot([0], [0], marker="*", color="gold", mec="k", ms=9, ls="none")
+            ax.locator_params(axis="x", nbins=5)
             ax.set_xlabel(f"{AXIS[h]} [kpc]")
             ax.set_ylabel(f"{AXIS[v]} [kpc]")
     return fig

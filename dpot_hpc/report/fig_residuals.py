@@ -28,6 +28,7 @@ def plot_residuals(maps: dict[str, ResidualMap]):
         for ax in col:
             ax.set_xlabel(proj.xlabel)
             ax.set_ylabel(proj.ylabel)
+            ax.locator_params(axis="x", nbins=5)
             if name == "xy":
                 ax.set_aspect("equal")
     return fig

@@ -37,7 +37,7 @@ def plot_training(df: dict[str, np.ndarray], pot: dict[str, np.ndarray], omega_t
     if omega_truth is not None:
         ax_om.axhline(omega_truth, color="crimson", lw=1, ls="--", label="truth")
     ax_loss.set(title="potential members: loss", xlabel="step", ylabel="ln <asinh-softened |r| + penalty>")
-    ax_r.set(title="mean |CBE residual|", xlabel="step", ylabel="<|r|> [km/s/kpc]", yscale="log")
+    ax_r.set(title="mean |CBE residual|", xlabel="step", ylabel="<|r|> [km/s/kpc]")
     ax_om.set(title=r"pattern speed $\Omega_p$", xlabel="step", ylabel="km/s/kpc")
     for ax in (ax_df, ax_om):
         if ax.get_legend_handles_labels()[0]:
