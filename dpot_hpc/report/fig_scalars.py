@@ -43,6 +43,7 @@ def plot_scalars(summary: dict, references: tuple[Reference, ...] = ()):
             ax.errorbar([ref.value], [len(rows) + j], xerr=[ref.error], fmt="D", ms=4, color="crimson", capsize=3)
         ax.set_title(f"{LABELS[k]} [{unit}]")
         ax.grid(axis="x", color="0.9", lw=0.6)
+        ax.locator_params(axis="x", nbins=5)
     ref_labels = sorted({r.label for r in refs})
     ticks = [*range(len(rows)), *range(len(rows), len(rows) + len(ref_labels))]
     names = [rows[0]] + [f"{p} ({summary['pipelines'][p]['a_x']['n']})" for p in pipes] + ref_labels
