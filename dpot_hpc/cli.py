@@ -1,5 +1,5 @@
-"""The command line: dpot-hpc run | setup | member | summary | slurm | plan | prepare | mock | config |
-evaluate | selfcheck. Errors a user can act on (``DpotError``) are one line without a traceback."""
+"""The command line: dpot-hpc run | setup | member | summary | report | slurm | plan | prepare | mock |
+config | evaluate | selfcheck. Errors a user can act on (``DpotError``) are one line without a traceback."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ from .errors import DpotError, DpotWarning
 from .models.device import pick_device
 from .models.training import Interrupted
 from .progress import Verbosity
+from .report import NOTICE as REPORT_NOTICE
+from .report import available as report_available
+from .report import write_report
 from .selfcheck import environment, run_checks
 
 
@@ -80,6 +83,19 @@ def verbosity_options(f):
                         help="Only warnings, errors and results on the terminal (member logs are still written).")(f)
 
 
+def _auto_report(run_dir) -> None:
+    """The report at the end of `run` and `summary`: a one-line notice without matplotlib, and a line
+    (not a failure: the run itself succeeded) if it fails."""
+    if not report_available():
+        click.echo(f"dpot-hpc: {REPORT_NOTICE}", err=True)
+        return
+    try:
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - reported, and `dpot-hpc report` shows the traceback
+        click.echo(f"dpot-hpc: report failed ({type(exc).__name__}: {exc}); `dpot-hpc report {run_dir}` retries it",
+                   err=True)
+
+
 def _verbosity(quiet: bool, verbose: bool) -> Verbosity:
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose exclude each other")
@@ -115,6 +131,7 @@ def run(config_path, overrides, quiet, verbose):
     click.echo(format_pipelines(summary["pipelines"]))
     folder = RunFolder.of(cfg)
     click.echo(f"\nwritten: {folder.summary_json}, {folder.summary_h5}")
+    _auto_report(folder.root)
 
 
 @main.command(short_help="Set up the run folder: config, mock, prepared sample, plan.")
@@ -154,6 +171,18 @@ def summary(config_path, overrides):
     s = summarize(cfg, RunFolder.of(cfg))
     click.echo(format_table(s["best"], s["truth"]))
     click.echo(format_pipelines(s["pipelines"]))
+    _auto_report(RunFolder.of(cfg).root)
+
+
+@main.command(short_help="Write the figures and index.html of a finished run folder.")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report(run_dir):
+    """Write the figures and index.html of a finished run folder to RUN_DIR/report/ (needs the plots
+    extra: matplotlib). Works on a run folder copied from elsewhere."""
+    if not report_available():
+        click.echo(f"dpot-hpc: {REPORT_NOTICE}")
+        return
+    click.echo(f"report: {write_report(run_dir)}")
 
 
 @main.command(short_help="Render (and --submit) the Slurm job-array chain.")

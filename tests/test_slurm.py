@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import skip_loudly_unless_required
 
+from dpot_hpc.data.runfolder import RunFolder
+
 HERE = Path(__file__).resolve().parent
 TINY = ["mock.n_stars=3000", "ensemble.df_seed=2", "ensemble.potential_seed=2", "ensemble.bootstrap=1",
         "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=3", "df.batch_size=256", "cache.n_points=1500",
@@ -91,6 +93,8 @@ def test_job_array_chain_on_real_slurm(slurm, tmp_path):
     s_slurm = json.loads((run_dir / "summary.json").read_text())
     s_ref = json.loads((ref / "summary.json").read_text())
     assert s_slurm["members"] == s_ref["members"] and s_slurm["best"] == s_ref["best"]
+    # the summary task also wrote the report
+    assert RunFolder(run_dir).report_index.is_file()
 
 
 def test_a_member_longer_than_the_time_limit_finishes_over_several_allocations(slurm, tmp_path):

@@ -27,7 +27,7 @@ from ..constants import LAPLACIAN_TO_RHO_MSUN_PC3, MSUN_PER_KPC3_TO_MSUN_PER_PC3
 from ..physics.frames import SunFrame, helio_positions_to_galcen
 from ..physics.gaia import OBSERVABLE_UNITS, helio_to_observables
 from ..physics.galaxy import GalaxyModel
-from ..physics.mock import MockGalaxy, mock_family, sample, truth_fields
+from ..physics.mock import MockGalaxy, galaxy_fields, mock_family, sample, truth_fields
 from ..physics.scalars import evaluation_grid, scalars_from_fields
 from .h5io import atomic_h5
 from .provenance import MOCK_SETTINGS, stamp
@@ -108,6 +108,17 @@ class MockTruth:
     def baryon_density(self, x_h: torch.Tensor, sun: SunFrame) -> torch.Tensor:
         """The mock's disc + bulge density (Msun/pc^3) at heliocentric points x_h (kpc) seen from ``sun``."""
         return self.galaxy.rho_baryons(helio_positions_to_galcen(x_h, sun)) * MSUN_PER_KPC3_TO_MSUN_PER_PC3
+
+    @property
+    def sun(self) -> SunFrame:
+        """The frame the mock was drawn in (where its heliocentric positions are measured from)."""
+        return SunFrame(**{**self.frame, "v_sun_kms": tuple(self.frame["v_sun_kms"])})
+
+    def fields(self, x_h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The true phi [(km/s)^2], accel = -grad Phi [(km/s)^2/kpc, heliocentric axes] and rho
+        [Msun/pc^3] at heliocentric points x_h (N, 3) kpc, float64."""
+        phi, accel, lap = galaxy_fields(self.galaxy, self.sun, x_h.to(torch.float64))
+        return {"phi": phi, "accel": accel, "rho": lap * LAPLACIAN_TO_RHO_MSUN_PC3}
 
 
 def read_truth(path: str | Path) -> MockTruth | None:

@@ -11,7 +11,9 @@ Layout (``RunFolder`` spells every name; nothing else does):
   logs/slurm/                 Slurm output          slurm/  the generated batch scripts
   .claims/                    the MPI driver's member claims (removed when a run ends)
   .lock                       held by the launcher (`run`, `setup`) while it works: host, pid, start time
-  summary.json, summary.h5    per-pipeline statistics, best estimate, combined uncertainty, truth
+  summary.json, summary.h5    per-pipeline statistics, best estimate, combined uncertainty, truth;
+                              summary.h5 also the best-estimate fields on two map planes
+  report/index.html, report/<figure>.png   the report (``dpot-hpc report``; figures in REPORT_FIGURES)
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from .provenance import MOCK_SETTINGS, PREPARED_SETTINGS, ProvenanceError, confi
 from .mockfile import MockTruth, read_truth, write_mock
 from .prepare import prepare_sample
 
+#: The report's figures, report/<name>.png, in the order index.html shows them.
+REPORT_FIGURES = ("scalars", "df_check", "maps", "residuals", "learning_curves")
+
 
 class RunFolderError(DpotError, RuntimeError):
     """The run folder was made with an incompatible configuration, is in use, or is not set up."""
@@ -55,6 +60,21 @@ class RunFolder:
         """The run folder a configuration describes (nothing is created)."""
         path = cfg.catalogue.path
         return cls(Path(cfg.run.dir), Path(path) if path is not None else None)
+
+    @classmethod
+    def open(cls, root: str | Path) -> tuple[RunFolder, Config]:
+        """An existing run folder and the configuration in its config.yaml, with run.dir = root (so
+        a folder copied from elsewhere, e.g. a cluster, works where it is now)."""
+        path = cls(Path(root)).config
+        if not path.is_file():
+            raise RunFolderError(f"{root} is not a run folder: {path} does not exist")
+        try:
+            data = parse_yaml(path.read_text(), str(path)) or {}
+            data.setdefault("run", {})["dir"] = str(root)
+            cfg = config_from_dict(data)
+        except (ConfigError, yaml.YAMLError) as exc:
+            raise RunFolderError(f"{path} was written by another version of dpot-hpc ({exc})") from None
+        return cls.of(cfg), cfg
 
     # --- paths -----------------------------------------------------------------------------------
     @property
@@ -116,6 +136,21 @@ class RunFolder:
     @property
     def summary_h5(self) -> Path:
         return self.root / "summary.h5"
+
+    @property
+    def report(self) -> Path:
+        """The report's folder."""
+        return self.root / "report"
+
+    @property
+    def report_index(self) -> Path:
+        return self.report / "index.html"
+
+    def report_figure(self, name: str) -> Path:
+        """One of the report's PNG figures (``name`` in REPORT_FIGURES)."""
+        if name not in REPORT_FIGURES:
+            raise KeyError(f"unknown report figure {name!r} (known: {', '.join(REPORT_FIGURES)})")
+        return self.report / f"{name}.png"
 
     def relative(self, path: Path) -> str:
         """A path of the folder as written in plan.json (relative to the folder)."""

@@ -24,6 +24,13 @@ def pipeline_of(member_id: str) -> str:
     return member_id.rsplit("-", 1)[0]
 
 
+def best_member_ids(member_ids: list[str]) -> tuple[list[str], str]:
+    """(the members the best estimate is the median over, their description): the potential_seed
+    members, or every member when there are none."""
+    anchor = [m for m in member_ids if pipeline_of(m) == "potential_seed"]
+    return (anchor, "potential_seed") if anchor else (list(member_ids), "all members")
+
+
 def ensemble_report(member_scalars: dict[str, dict[str, float]]) -> dict:
     """Per pipeline and scalar: median, 16th/84th percentiles and half-width over its members.
 
@@ -37,13 +44,12 @@ def ensemble_report(member_scalars: dict[str, dict[str, float]]) -> dict:
         for k in SCALARS:
             d[k].append(sc[k])
     pipelines = {p: ensemble_summary(v) for p, v in sorted(by_pipe.items())}
-    anchor = by_pipe.get("potential_seed") or {k: [m[k] for m in member_scalars.values()] for k in SCALARS}
-    best = ensemble_summary(anchor)
+    ids, best_from = best_member_ids(list(member_scalars))
+    best = ensemble_summary({k: [member_scalars[m][k] for m in ids] for k in SCALARS})
     for k in SCALARS:
         hw = [pipelines[p][k]["half_width"] for p in pipelines if pipelines[p][k]["n"] > 1]
         best[k]["combined_half_width"] = float(np.sqrt(np.sum(np.square(hw)))) if hw else 0.0
-    return {"pipelines": pipelines, "best": best,
-            "best_from": "potential_seed" if "potential_seed" in by_pipe else "all members"}
+    return {"pipelines": pipelines, "best": best, "best_from": best_from}
 
 
 def format_table(best: dict[str, dict[str, float]], truth: dict[str, float] | None = None,

@@ -5,7 +5,8 @@ summary.json: ``best`` (per quantity: median, p16, p84, half_width, n, combined_
 ``members`` (every potential member's scalars), ``timing_s`` and ``settings`` (shell, arc, grid,
 baryon model, axes). summary.h5: one group per quantity with the best-estimate statistics, ``unit``
 and ``truth`` as attrs, and one subgroup per pipeline with its statistics, ``member_ids`` and the
-dataset ``members``.
+dataset ``members``; and the group ``maps``: the best-estimate members' fields on two planes through
+the Sun with their spread (and the truth for a mock), see ``ensemble.maps``.
 """
 
 from __future__ import annotations
@@ -18,16 +19,19 @@ from ..config import Config
 from ..data.h5io import atomic_h5, atomic_write_text
 from ..data.runfolder import RunFolder, RunFolderError
 from ..physics.scalars import SCALARS
+from .maps import best_maps, write_maps
 from .members import baryon_density, load_potential_member, verified
 from .plan import potential_members
-from .statistics import ensemble_report, pipeline_of
+from .statistics import best_member_ids, ensemble_report, pipeline_of
 
 
 def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict], truth: dict | None,
-                  baryon_note: str, timing: dict | None = None) -> dict:
+                  baryon_note: str, timing: dict | None = None,
+                  maps: tuple[dict, list[str]] | None = None) -> dict:
     """Write summary.json and summary.h5 from every potential member's scalars; return the summary.
 
     timing: wall seconds per stage of this invocation (and the rank count), reported as is.
+    maps: (``ensemble.maps.best_maps``'s fields, the ids of the members they come from), or None.
     """
     report = ensemble_report(member_scalars)
     summary = {
@@ -62,6 +66,8 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
                 p.create_dataset("members", data=np.asarray([member_scalars[m][k] for m in ids]))
                 p.attrs["member_ids"] = json.dumps(ids)
         f.attrs["settings"] = json.dumps(summary["settings"])
+        if maps is not None:
+            write_maps(f.create_group("maps"), maps[0], maps[1], cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
     return summary
 
 
@@ -77,4 +83,7 @@ def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = 
     scalars = {s.id: scalars[s.id] for s in order}
     _, note = baryon_density(cfg, folder, cfg.frame.sun())
     truth = folder.truth()
-    return write_summary(cfg, folder, scalars, truth.scalars if truth else None, note, timing)
+    ids, _ = best_member_ids(list(scalars))
+    nets = [load_potential_member(folder.member("potential", m)).net for m in ids]
+    maps = best_maps(nets, truth, cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
+    return write_summary(cfg, folder, scalars, truth.scalars if truth else None, note, timing, (maps, ids))

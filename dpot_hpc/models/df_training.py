@@ -16,6 +16,10 @@ from .flows import Flow
 from .training import Interrupted, LoopState, Resumable, StopRequest, never, seeded, set_cosine_lr
 
 
+#: History columns of a DF member: epoch, mean training loss, validation loss (-<ln p> per star), learning rate.
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")
+
+
 @dataclass
 class DFTrainState(LoopState):
     """LoopState plus the early-stopping record; history rows are [epoch, train loss, val loss, lr]."""

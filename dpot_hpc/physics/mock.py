@@ -314,10 +314,16 @@ def log_df_gradients(mock: MockGalaxy, log_c: torch.Tensor, x_h: torch.Tensor, v
     return lf.detach(), gx, gv
 
 
+def galaxy_fields(galaxy: GalaxyModel, sun: SunFrame, x_h: torch.Tensor):
+    """Phi ((km/s)^2), a = -grad Phi in heliocentric axes ((km/s)^2/kpc) and Laplacian Phi
+    ((km/s)^2/kpc^2) of an analytic galaxy at heliocentric points x_h (kpc) seen from ``sun``."""
+    phi, grad, lap = gradient_and_laplacian(lambda x: galaxy.phi(helio_positions_to_galcen(x, sun)), x_h)
+    return phi, -grad, lap
+
+
 def truth_fields(mock: MockGalaxy, x_h: torch.Tensor):
     """Phi ((km/s)^2), a = -grad Phi in heliocentric axes ((km/s)^2/kpc), Laplacian Phi ((km/s)^2/kpc^2)."""
-    phi, grad, lap = gradient_and_laplacian(lambda x: mock.galaxy.phi(helio_positions_to_galcen(x, mock.sun)), x_h)
-    return phi, -grad, lap
+    return galaxy_fields(mock.galaxy, mock.sun, x_h)
 
 
 # --- named families ----------------------------------------------------------------------------
