@@ -1,28 +1,37 @@
 """Using a trained potential: Phi, a and rho at any points, with units (astropy Quantities).
 
     >>> import dpot_hpc
-    >>> pot = dpot_hpc.load_potential("runs/example")        # ensemble median of the run
+    >>> pot = dpot_hpc.load_potential("runs/example")        # the summary's best-estimate members
     >>> pot.acceleration([[0.1, 0.0, 0.0]])                   # (N, 3) km/s/Myr, heliocentric axes
 
-Positions are heliocentric Galactic Cartesian (x towards the Galactic centre, y towards l = 90
-deg, z towards the north Galactic pole), in kpc, or any astropy length Quantity.
+Positions: heliocentric Galactic Cartesian (x towards the Galactic centre, y towards l = 90 deg,
+z towards the north Galactic pole) in kpc or as a length Quantity, or any astropy SkyCoord or frame
+with distances (a Galactocentric one is converted with the run's own Sun, not astropy's defaults).
+Values are medians over the members; Phi is set to 0 at the Sun for every member before the median.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Sequence
 
+import astropy.coordinates as coord
 import astropy.units as u
 import h5py
 import numpy as np
 import torch
 
-from .constants import ACCEL_KMS2_PER_KPC_TO_KMS_PER_MYR
-from .errors import InputError
 from .data.runfolder import RunFolder
+from .ensemble.maps import member_fields
 from .ensemble.members import MemberFileError, PotentialMember, load_potential_member
-from .models.potential import evaluate
-from .physics.frames import SunFrame
+from .ensemble.statistics import best_member_ids, pipeline_of
+from .errors import DpotWarning, InputError
+from .physics.frames import SunFrame, galcen_to_helio
+
+
+class OutsideVolumeWarning(DpotWarning):
+    """Points lie outside the volume the potential was fitted in: its values there are extrapolations."""
 
 
 class Potential:
@@ -33,7 +42,7 @@ class Potential:
 
     def __init__(self, members: list[PotentialMember]):
         if not members:
-            raise ValueError("a Potential needs at least one member")
+            raise InputError("a Potential needs at least one member")
         self.members = members
 
     @property
@@ -54,30 +63,47 @@ class Potential:
         return self.members[0].sun
 
     @property
+    def fit_radius(self) -> u.Quantity | None:
+        """Radius around the Sun inside which the members were fitted (the gradient cache's), kpc."""
+        radii = [m.fit_radius_kpc for m in self.members if m.fit_radius_kpc is not None]
+        return min(radii) * u.kpc if radii else None
+
+    @property
     def omega_p(self) -> u.Quantity:
         """Median pattern speed over members, km/s/kpc."""
         return float(np.median([m.omega_p_kms_kpc for m in self.members])) * u.km / u.s / u.kpc
 
-    def _points(self, x) -> torch.Tensor:
-        if isinstance(x, u.Quantity):
-            x = x.to_value(u.kpc)
-        arr = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    def points(self, x) -> np.ndarray:
+        """Heliocentric Galactic Cartesian positions (N, 3) in kpc from any accepted input; warns
+        (OutsideVolumeWarning) with the count of points outside the fitted volume."""
+        if isinstance(x, (coord.SkyCoord, coord.BaseCoordinateFrame)):
+            frame = x.frame if isinstance(x, coord.SkyCoord) else x
+            if isinstance(frame, coord.Galactocentric):
+                x_gc = torch.from_numpy(np.atleast_2d(frame.cartesian.xyz.to_value(u.kpc).T).astype(np.float64))
+                arr = galcen_to_helio(x_gc, torch.zeros_like(x_gc), self.sun)[0].numpy()
+            else:
+                arr = np.atleast_2d(frame.transform_to(coord.Galactic()).cartesian.xyz.to_value(u.kpc).T)
+        else:
+            if isinstance(x, u.Quantity):
+                x = x.to_value(u.kpc)
+            arr = np.atleast_2d(np.asarray(x, dtype=np.float64))
         if arr.ndim != 2 or arr.shape[1] != 3:
-            raise ValueError(f"points must have shape (N, 3) (x, y, z in kpc), got {arr.shape}")
-        return torch.from_numpy(arr)
+            raise InputError(f"points must have shape (N, 3) (x, y, z in kpc), got {arr.shape}")
+        r = self.fit_radius
+        if r is not None:
+            outside = int((np.linalg.norm(arr, axis=1) > r.to_value(u.kpc)).sum())
+            if outside:
+                warnings.warn(f"{outside} of {len(arr)} points lie outside the fitted volume (|x| < {r:.2f} of the "
+                              "Sun): the potential there is an extrapolation", OutsideVolumeWarning, stacklevel=3)
+        return arr.astype(np.float64)
 
     def evaluate(self, x) -> dict[str, np.ndarray]:
-        """Per-member fields {'phi' (K,N) (km/s)^2, 'accel' (K,N,3) km/s/Myr, 'rho' (K,N) Msun/pc^3}."""
-        pts = self._points(x)
-        per = [evaluate(m.net, pts) for m in self.members]
-        return {
-            "phi": np.stack([p["phi"].numpy() for p in per]),
-            "accel": np.stack([p["accel"].numpy() for p in per]) * ACCEL_KMS2_PER_KPC_TO_KMS_PER_MYR,
-            "rho": np.stack([p["rho"].numpy() for p in per]),
-        }
+        """Per-member fields {'phi' (K,N) (km/s)^2 with Phi(Sun) = 0, 'accel' (K,N,3) km/s/Myr,
+        'rho' (K,N) Msun/pc^3}."""
+        return member_fields([m.net for m in self.members], self.points(x))
 
     def phi(self, x) -> u.Quantity:
-        """Potential (km/s)^2, median over members; its zero point is arbitrary."""
+        """Potential (km/s)^2, zero at the Sun, median over members."""
         return np.median(self.evaluate(x)["phi"], axis=0) * (u.km / u.s) ** 2
 
     def acceleration(self, x) -> u.Quantity:
@@ -89,18 +115,36 @@ class Potential:
         return np.median(self.evaluate(x)["rho"], axis=0) * u.Msun / u.pc**3
 
 
-def load_potential(path) -> Potential:
-    """A run folder (all finished potential members) or a single potential member file."""
+def select_members(ids: list[str], members: str | Sequence[str]) -> list[str]:
+    """The member ids chosen by ``members``: 'best' (the summary's best-estimate members: the
+    potential_seed members, or all when there are none), 'all', a pipeline name, or a list of ids."""
+    if members == "best":
+        return best_member_ids(ids)[0]
+    if members == "all":
+        return list(ids)
+    if isinstance(members, str):
+        chosen = [m for m in ids if pipeline_of(m) == members]
+        if not chosen:
+            raise InputError(f"members={members!r}: no finished member of that pipeline (have: {', '.join(ids)})")
+        return chosen
+    missing = [m for m in members if m not in ids]
+    if missing:
+        raise InputError(f"members: {', '.join(missing)} not among the finished members ({', '.join(ids)})")
+    return list(members)
+
+
+def load_potential(path, members: str | Sequence[str] = "best") -> Potential:
+    """A run folder's potential (members: see ``select_members``; default the best-estimate members,
+    as summary.json's best estimate) or a single potential member file."""
     path = Path(path)
     if path.is_dir():
-        files = RunFolder(path).member_files("potential")
+        files = {f.stem: f for f in RunFolder(path).member_files("potential")}
         if not files:
             raise MemberFileError(f"{path} holds no potential members")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise InputError(f"{path}: no such run folder or member file")
-    return Potential([load_potential_member(f) for f in files])
+        return Potential([load_potential_member(files[i]) for i in select_members(list(files), members)])
+    if path.is_file():
+        return Potential([load_potential_member(path)])
+    raise InputError(f"{path}: no such run folder or member file")
 
 
 def read_points(path) -> np.ndarray:

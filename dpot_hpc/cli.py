@@ -283,28 +283,35 @@ def config(out):
     click.echo(f"wrote {out}")
 
 
-@main.command(short_help="Evaluate Phi, a and rho of a trained run at given points.")
+@main.command(short_help="Evaluate Phi, a and rho (median and 16-84 band) at given points.")
 @click.argument("run_dir", type=click.Path(exists=True))
 @click.option("--points", "points", required=True, type=click.Path(dir_okay=False),
               help="HDF5 (dataset x (N,3) or x, y, z) or text file of heliocentric positions in kpc.")
+@click.option("--members", default="best", show_default=True,
+              help="Which potential members: best (the summary's best estimate), all, a pipeline name, "
+                   "or comma-separated member ids.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Output HDF5 (default: <points>.potential.h5).")
-def evaluate(run_dir, points, out):
-    """Evaluate Phi, a and rho of a trained run (ensemble median) or member file at given points."""
+def evaluate(run_dir, points, members, out):
+    """Evaluate Phi (zero at the Sun), a and rho of a trained run (or one member file) at given
+    points: the median over the members and the 16th and 84th percentiles."""
     pts = read_points(points)
-    pot = load_potential(run_dir)
+    chosen = members if members in ("best", "all") or "," not in members else members.split(",")
+    pot = load_potential(run_dir, chosen)
     fields = pot.evaluate(pts)
     out = Path(out) if out else Path(str(points) + ".potential.h5")
     units = {"phi": "(km/s)^2", "accel": "km/s/Myr", "rho": "Msun/pc^3"}
     with atomic_h5(out) as f:
         f.create_dataset("x", data=pts).attrs["unit"] = "kpc"
         for k, unit in units.items():
-            f.create_dataset(k, data=np.median(fields[k], axis=0)).attrs["unit"] = unit
-            f.create_dataset(f"members/{k}", data=fields[k]).attrs["unit"] = unit
+            p16, p50, p84 = np.percentile(fields[k], [16, 50, 84], axis=0)
+            for name, data in ((k, np.median(fields[k], axis=0)), (f"{k}_p16", p16), (f"{k}_p84", p84),
+                               (f"members/{k}", fields[k])):
+                f.create_dataset(name, data=data).attrs["unit"] = unit
         f.attrs["members"] = ",".join(pot.ids)
         f.attrs["omega_p_kms_kpc"] = pot.omega_p.value
-        f.attrs["axes"] = "heliocentric Galactic Cartesian (x towards the Galactic centre)"
-    click.echo(f"wrote {out} ({len(pts)} points, {len(pot.ids)} members)")
+        f.attrs["axes"] = "heliocentric Galactic Cartesian (x towards the Galactic centre); phi is 0 at the Sun"
+    click.echo(f"wrote {out} ({len(pts)} points, {len(pot.ids)} members: {', '.join(pot.ids)})")
 
 
 @main.command(short_help="Check this installation in seconds (versions, devices, numerics).")
