@@ -3,6 +3,7 @@ config | evaluate | selfcheck. Errors a user can act on (``DpotError``) are one 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -13,6 +14,7 @@ import numpy as np
 
 from ._version import __version__
 from .api import load_potential, read_points
+from .bench import e2e_split, run_bench, table
 from .cluster.mpi import run as run_driver
 from .cluster.mpi import run_one, setup as do_setup
 from .cluster.slurm import REQUEUE_EXIT, SlurmOptions, render, submit as do_submit
@@ -312,6 +314,33 @@ def evaluate(run_dir, points, members, out):
         f.attrs["omega_p_kms_kpc"] = pot.omega_p.value
         f.attrs["axes"] = "heliocentric Galactic Cartesian (x towards the Galactic centre); phi is 0 at the Sun"
     click.echo(f"wrote {out} ({len(pts)} points, {len(pot.ids)} members: {', '.join(pot.ids)})")
+
+
+@main.command(short_help="Measure every stage's throughput on this device (JSON + table).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to measure (auto: the GPU when torch sees one).")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
+              help="torch CPU threads (0: all cores).")
+@click.option("--quick", is_flag=True, help="Fewer steps and a smaller 4x512 batch (seconds instead of minutes).")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A finished run folder whose wall time per stage to include (e.g. the default run).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True,
+              help="Folder for bench_<device>.json and bench_<device>.md.")
+def bench(device, threads, quick, run_dir, out_dir):
+    """Throughput of DF training, the gradient cache and potential training (default sizes and the
+    reference implementation's), the potential step's FLOP rate against this device's measured fp32
+    matmul rate, and peak memory per stage (docs/benchmarks.md)."""
+    dev = pick_device(device, key="--device")
+    res = run_bench(dev, threads or os.cpu_count() or 1, quick, log=_err)
+    if run_dir:
+        res["e2e_split_s"] = e2e_split(Path(run_dir))
+    name = "cpu" if dev == "cpu" else "cuda"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"bench_{name}.json", json.dumps(res, indent=2) + "\n")
+    atomic_write_text(out / f"bench_{name}.md", table(res) + "\n")
+    click.echo(table(res))
+    click.echo(f"wrote {out / f'bench_{name}.json'}")
 
 
 @main.command(short_help="Check this installation in seconds (versions, devices, numerics).")

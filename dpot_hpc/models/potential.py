@@ -65,30 +65,35 @@ def _silu_derivatives(h: torch.Tensor):
     return h * s, d1, d2
 
 
-def fields(phi: PotentialNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fields(phi: PotentialNet, x: torch.Tensor, n_laplacian: int | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(Phi, grad Phi, Laplacian Phi) in one forward pass (differentiable w.r.t. the weights).
 
-    Propagates each layer's value, Jacobian d h/d x and Laplacian sum_i d^2 h/d x_i^2 through
-    the network (for h -> s(h): J' = s'(h) J, L' = s'(h) L + s''(h) |J|^2), which is exact and
-    several times cheaper than nested autograd. Units: (km/s)^2, (km/s)^2/kpc, (km/s)^2/kpc^2.
+    Propagates each layer's value h, Jacobian J = d h/d x and Laplacian L = sum_i d^2 h/d x_i^2
+    through the network (for h -> s(h): J' = s'(h) J, L' = s'(h) L + s''(h) |J|^2), which is exact
+    and several times cheaper than nested autograd. The Laplacian is computed for the first
+    ``n_laplacian`` points only (all when None; training needs it only where the negative-density
+    penalty is evaluated). Units: (km/s)^2, (km/s)^2/kpc, (km/s)^2/kpc^2.
     """
     dtype = phi.mlp[0].weight.dtype
     scale = phi.length_scale.to(dtype)
     u = (x / phi.length_scale.to(x)).to(dtype)
     n = u.shape[0]
-    # rows of S: value h, the three columns of d h/d x, and the Laplacian of h; shape (5, N, width)
+    m = n if n_laplacian is None else min(n_laplacian, n)
+    # rows of S: the value h and the three columns of d h/d x, shape (4, N, width); L: (m, width)
     eye = torch.eye(3, dtype=dtype, device=u.device)[:, None, :].expand(3, n, 3)
-    S = torch.cat([u[None], eye, torch.zeros(1, n, 3, dtype=dtype, device=u.device)])
+    S = torch.cat([u[None], eye])
+    L = torch.zeros(m, 3, dtype=dtype, device=u.device)
     for layer in phi.mlp:
         if isinstance(layer, nn.Linear):
             S = S @ layer.weight.T
             S = torch.cat([S[:1] + layer.bias, S[1:]])
+            L = L @ layer.weight.T
         else:
             h, d1, d2 = _silu_derivatives(S[0])
-            J = S[1:4] * d1
-            L = S[4] * d1 + d2 * (S[1:4] ** 2).sum(0)
-            S = torch.cat([h[None], J, L[None]])
-    h, J, L = S[0], S[1:4, :, 0].T, S[4]
+            L = L * d1[:m] + d2[:m] * (S[1:4, :m] ** 2).sum(0)
+            S = torch.cat([h[None], S[1:4] * d1])
+    h, J = S[0], S[1:4, :, 0].T
     q = phi.quadratic
     H = torch.stack([torch.stack([q[0], q[3], q[4]]), torch.stack([q[3], q[1], q[5]]), torch.stack([q[4], q[5], q[2]])])
     out = h.squeeze(-1) + u @ phi.linear + 0.5 * ((u @ H) * u).sum(-1)

@@ -2,9 +2,10 @@
 
 Loss (docs/method.md): L = ln < asinh(alpha |r|)/alpha + lambda asinh(beta max(-Lap Phi, 0))/beta >,
 r the CBE residual in the frame rotating at Omega_p (km/s/kpc), the Laplacian exact. The
-negative-density term is evaluated at the first ``penalty_points`` cache points of every batch.
-(Nested autograd is faster here than ``potential.fields`` because only the penalty points need
-the Laplacian; evaluation uses ``fields``.)
+negative-density term is evaluated at the first ``penalty_points`` cache points of every batch
+(all of them when penalty_points >= batch_size). Where the Laplacian is needed at half the points
+or more, gradient and Laplacian come from the one-pass propagation ``potential.fields``; with fewer
+penalty points nested autograd is cheaper (both measured in training, docs/benchmarks.md).
 Checkpoints carry weights, optimizer and RNG state, so a resumed run ends where an
 uninterrupted one does.
 """
@@ -20,7 +21,7 @@ from ..physics.cbe import residual_heliocentric
 from ..physics.derivatives import gradient_and_laplacian
 from ..physics.frames import SunFrame
 from ..progress import MemberLog
-from .potential import PotentialNet
+from .potential import PotentialNet, fields
 from .training import Interrupted, LoopState, Resumable, StopRequest, never, seeded, set_cosine_lr
 
 #: History columns of a potential member: step, loss, mean |r| [km/s/kpc], Omega_p [km/s/kpc].
@@ -42,10 +43,14 @@ def loss_terms(
     """(loss, |r| per point, Laplacian at the penalty points) for one batch of cache points."""
     x = batch["x"]
     n_pen = min(pot.penalty_points, x.shape[0])
-    _, grad_pen, lap = gradient_and_laplacian(phi, x[:n_pen], create_graph=True)
-    x_rest = x[n_pen:].detach().requires_grad_(True)
-    (grad_rest,) = torch.autograd.grad(phi(x_rest).sum(), x_rest, create_graph=True)
-    accel = -torch.cat([grad_pen, grad_rest])
+    if 2 * n_pen >= x.shape[0]:  # the Laplacian at most points: one-pass propagation is cheaper (benchmarks.md)
+        _, grad, lap = fields(phi, x, n_pen)
+    else:  # a few penalty points: nested autograd there, one backward for the gradient elsewhere
+        _, grad_pen, lap = gradient_and_laplacian(phi, x[:n_pen], create_graph=True)
+        x_rest = x[n_pen:].detach().requires_grad_(True)
+        (grad_rest,) = torch.autograd.grad(phi(x_rest).sum(), x_rest, create_graph=True)
+        grad = torch.cat([grad_pen, grad_rest])
+    accel = -grad
     r = residual_heliocentric(x, batch["v"], batch["grad_x"], batch["grad_v"], accel, omega_p.to(x), sun)
     a = pot.alpha
     term_r = torch.asinh(a * r.abs()) / a if a > 0 else r.abs()
