@@ -33,7 +33,7 @@ from .config import Config, DFSection, PotentialSection
 from .data.mockfile import mock_galaxy
 from .models.df_training import build_flow
 from .models.flows import log_prob_and_gradients
-from .models.potential_training import build_potential, loss_terms
+from .models.potential_training import build_potential, loss_function
 from .physics.mock import log_df_gradients, sample
 
 #: The reference implementation on the project's 2-core machine (issue 11): samples/s, points/s.
@@ -125,14 +125,15 @@ def bench_potential(device: str, hidden: list[int], batch: int, penalty_points: 
     omega = torch.nn.Parameter(torch.tensor(20.0, dtype=torch.float64, device=device))
     opt = torch.optim.Adam([*phi.parameters(), omega], lr=1e-3)
     sun = cfg.frame.sun()
+    loss_fn = loss_function(pot)
 
     def step():
-        loss, _, _ = loss_terms(phi, omega, data, sun, pot)
+        loss, _, _ = loss_fn(phi, omega, data, sun, pot)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    dt = _timed(step, device, steps)
+    dt = _timed(step, device, steps, warmup=2)  # the first calls compile
     flops = potential_step_flops(hidden, batch, min(penalty_points, batch))
     return {"points_per_s": batch / dt, "seconds_per_step": dt, "gflops_per_step": flops / 1e9,
             "achieved_gflops": flops / dt / 1e9, "hidden": hidden, "batch": batch,

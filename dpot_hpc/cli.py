@@ -16,6 +16,7 @@ from ._version import __version__
 from .api import load_potential, read_points
 from .bench import e2e_split, run_bench, table
 from .cluster.mpi import run as run_driver
+from .cluster.launch import relaunch, relaunch_command
 from .cluster.mpi import run_one, setup as do_setup
 from .cluster.slurm import REQUEUE_EXIT, SlurmOptions, render, submit as do_submit
 from .config import ConfigError, load_config, render_default_yaml
@@ -25,7 +26,7 @@ from .data.prepare import prepare_sample
 from .data.runfolder import RunFolder
 from .ensemble.plan import STAGES, format_plan, plan_rows
 from .ensemble.schedule import format_prediction, load_costs, simulate
-from .ensemble.statistics import format_pipelines, format_table
+from .ensemble.statistics import format_calibrated, format_pipelines, format_table
 from .ensemble.summary import summarize
 from .errors import DpotError, DpotWarning
 from .models.device import pick_device
@@ -123,12 +124,19 @@ def run(config_path, overrides, quiet, verbose):
     """The whole job: mock (if needed), prepared sample, DF members, gradient caches, potential
     members, summary. Under mpiexec/srun the members are shared out across the ranks."""
     cfg = load_config(config_path, overrides)
+    command = relaunch_command(cfg, sys.argv[1:])
+    if command is not None:
+        relaunch(command)
     summary = run_driver(cfg, verbosity=_verbosity(quiet, verbose))
     if summary is None:  # ranks other than 0
         return
     click.echo(f"\nBest estimate: median over the {summary['best_from']} members, +- the pipelines' 16-84 "
                "half-widths in quadrature\n(accelerations in heliocentric axes, x towards the Galactic centre):")
     click.echo(format_table(summary["best"], summary["truth"]))
+    if summary.get("calibrated"):
+        click.echo(f"\nCalibrated on the built-in mocks {', '.join(sorted(summary['calibration']['members']))} "
+                   "(bias corrected; band: statistical and systematic in quadrature):")
+        click.echo(format_calibrated(summary["calibrated"], summary["best"], summary["truth"]))
     click.echo("\nPer pipeline (median +- 16-84 half-width):")
     click.echo(format_pipelines(summary["pipelines"]))
     folder = RunFolder.of(cfg)

@@ -78,7 +78,9 @@ class Section(BaseModel):
 class RunSection(Section):
     seed: Int = _field(2026, ge=0, help="run seed; every member's seed derives from it and the member id")
     dir: str = _field("runs/example", help="run folder (created); relative paths are relative to the working directory")
-    threads: Int = _field(0, ge=0, help="torch CPU threads per process; 0 = all cores")
+    threads: Int = _field(0, ge=0, help="torch CPU threads per process; 0 = the process's share of the cores")
+    processes: Int = _field(0, ge=0, help="without an MPI launcher, `run` starts this many local ranks (mpi extra); "
+                                          "0 = one per core (or GPU), 1 = one process")
     device: Literal["auto", "cpu", "cuda"] = _field("auto", help="where members train")
 
 
@@ -154,6 +156,11 @@ class EnsembleSection(Section):
     obs_noise: Int = _field(0, ge=0, help="flows on data with added noise from the quoted errors, each with a potential (gaia format)")
     bootstrap: Int = _field(0, ge=0, help="flows on bootstrap resamples of the stars, each with a potential")
     x0_v0: Int = _field(0, ge=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
+    calibration: list[Literal[tuple(MOCK_FAMILIES)]] = _field(
+        [], help="built-in mock families the same pipeline is run on, with as many stars as the data: their error "
+                 "against their truth is the bias no ensemble sees (reported as a systematic term and corrected)",
+        expect=f"a list of mock families ({', '.join(MOCK_FAMILIES)})")
+    calibration_flows: Int = _field(1, ge=1, help="flows per calibration family, each with its own potential")
 
 
 class DFSection(Section):

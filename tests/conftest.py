@@ -11,7 +11,8 @@ from dpot_hpc.config import load_config
 from dpot_hpc.physics.mock import sample
 from dpot_hpc.data.mockfile import mock_galaxy
 
-torch.set_num_threads(int(os.environ.get("DPOT_TEST_THREADS", "2")))
+# one torch thread per pytest-xdist worker (the test command runs two), else two
+torch.set_num_threads(int(os.environ.get("DPOT_TEST_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")))
 
 
 @pytest.fixture(scope="session")

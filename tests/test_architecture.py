@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "dpot_hpc"
 
 #: Rank of each layer; a module may import only from layers of the same or lower rank.
-LAYERS = {"constants": 0, "_version": 0, "progress": 0, "errors": 0, "physics": 1, "config": 2, "models": 3, "data": 4,
+LAYERS = {"constants": 0, "_version": 0, "progress": 0, "errors": 0, "seeds": 0, "physics": 1, "config": 2, "models": 3, "data": 4,
           "ensemble": 5, "cluster": 6, "api": 7, "selfcheck": 7, "report": 7, "interop": 7, "bench": 7,
           "cli": 8, "__init__": 8, "__main__": 9}
 

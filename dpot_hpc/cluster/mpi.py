@@ -61,11 +61,15 @@ def world():
     """MPI.COMM_WORLD, or a SerialComm when no MPI library can be loaded."""
     try:
         from mpi4py import MPI
-
-        return MPI.COMM_WORLD
     except (ImportError, RuntimeError) as exc:  # mpi4py without an MPI library raises RuntimeError
         say(f"MPI not available ({exc}); running on one process")
         return SerialComm()
+    comm = MPI.COMM_WORLD
+    launched = max(int(os.environ.get(v, "1") or 1) for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"))
+    if comm.Get_size() == 1 and launched > 1:
+        raise InputError(f"started as one of {launched} ranks, but MPI sees one: the launcher and mpi4py's MPI library "
+                         "do not match (e.g. srun --mpi=pmi2 for MPICH); every rank would run alone")
+    return comm
 
 
 class Claims:

@@ -29,6 +29,7 @@ from ..physics.gaia import OBSERVABLE_UNITS, helio_to_observables
 from ..physics.galaxy import GalaxyModel
 from ..physics.mock import MockGalaxy, galaxy_fields, mock_family, sample, truth_fields
 from ..physics.scalars import evaluation_grid, scalars_from_fields
+from ..seeds import derived_seed
 from .h5io import atomic_h5
 from .provenance import MOCK_SETTINGS, stamp
 
@@ -119,6 +120,20 @@ class MockTruth:
         [Msun/pc^3] at heliocentric points x_h (N, 3) kpc, float64."""
         phi, accel, lap = galaxy_fields(self.galaxy, self.sun, x_h.to(torch.float64))
         return {"phi": phi, "accel": accel, "rho": lap * LAPLACIAN_TO_RHO_MSUN_PC3}
+
+
+def calibration_config(cfg: Config, family: str, n_stars: int) -> Config:
+    """The configuration of the calibration mock of ``family``: the run's settings, that family, as
+    many stars as the data and a seed of its own (derived from run.seed and the family)."""
+    seed = derived_seed(cfg.run.seed, f"calibration/{family}") % (2**31)
+    return cfg.model_copy(update={"mock": cfg.mock.model_copy(update={"family": family, "n_stars": n_stars,
+                                                                        "seed": seed})})
+
+
+def read_stars(path: str | Path) -> torch.Tensor:
+    """The stars of a mock file (N, 6): x, y, z [kpc], vx, vy, vz [km/s], heliocentric."""
+    with h5py.File(path, "r") as f:
+        return torch.from_numpy(np.stack([f[c][()] for c in PHASE_SPACE_COLUMNS], axis=1))
 
 
 def read_truth(path: str | Path) -> MockTruth | None:

@@ -172,6 +172,12 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
     return prov
 
 
+def read_provenance(path: str | Path) -> dict:
+    """The provenance record of a prepared sample (input, cuts, n_stars, ...)."""
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["provenance"])
+
+
 def read_prepared(path: str | Path) -> tuple[torch.Tensor, dict]:
     """(stars (N, 6) float64 tensor, provenance) of a prepared sample."""
     with h5py.File(path, "r") as f:

@@ -20,7 +20,7 @@ from ..config import Config
 from ..errors import DpotError
 
 #: Config keys that may change between invocations on the same run folder (not part of a file's record).
-RUNTIME_KEYS = {("run", "threads"), ("run", "device"), ("run", "dir")}
+RUNTIME_KEYS = {("run", "threads"), ("run", "device"), ("run", "dir"), ("run", "processes")}
 
 
 class ProvenanceError(DpotError):

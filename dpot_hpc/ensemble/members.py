@@ -28,6 +28,7 @@ from ..data.cache import build_cache, read_cache, write_cache
 from ..data.h5io import atomic_h5, load_tree, save_tree
 from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_prepared
 from ..data.provenance import stamp, verify
+from ..data.mockfile import MockTruth, read_stars, read_truth
 from ..data.runfolder import RunFolder
 from ..models.df_training import build_flow, train_flow
 from ..models.flows import Flow
@@ -37,7 +38,7 @@ from ..models.training import Interrupted, StopRequest, never
 from ..physics.frames import SunFrame
 from ..physics.scalars import evaluation_grid, scalars_from_fields
 from ..progress import MemberLog
-from .plan import MemberSpec, cache_flows, potential_cache
+from .plan import MemberSpec, cache_flows, calibration_family, potential_cache
 
 
 class MemberFileError(DpotError, RuntimeError):
@@ -186,6 +187,8 @@ def df_member_stars(spec: MemberSpec, ctx: RunContext) -> torch.Tensor:
     seed = spec.seed(ctx.cfg.run.seed)
     if spec.pipeline == "df_seed":
         return ctx.stars()
+    if calibration_family(spec.pipeline):
+        return read_stars(ctx.folder.calibration_mock(calibration_family(spec.pipeline)))
     if spec.pipeline == "bootstrap":
         stars = ctx.stars()
         return stars[torch.from_numpy(bootstrap_indices(stars.shape[0], seed))]
@@ -233,12 +236,20 @@ def member_scalars(phi: PotentialNet, omega_p: float, cfg: Config, rho_baryons, 
     return s
 
 
-def baryon_density(cfg: Config, folder: RunFolder, sun: SunFrame) -> tuple[torch.Tensor | float, str]:
-    """(baryon density for rho_DM, its source): a number (Msun/pc^3) or, for a mock, its own
-    disc + bulge on the evaluation grid seen from ``sun``."""
-    if cfg.summary.rho_baryon_msun_pc3 is not None:
+def member_truth(spec: MemberSpec, folder: RunFolder) -> MockTruth | None:
+    """The truth a member's stars were drawn from: the run's catalogue's (when it is a mock), or for a
+    calibration member its calibration mock's."""
+    family = calibration_family(spec.pipeline)
+    return read_truth(folder.calibration_mock(family)) if family else folder.truth()
+
+
+def baryon_density(cfg: Config, truth: MockTruth | None, sun: SunFrame,
+                   calibration: bool = False) -> tuple[torch.Tensor | float, str]:
+    """(baryon density for rho_DM, its source): summary.rho_baryon_msun_pc3 when set (not for a
+    calibration mock), a mock's own disc + bulge on the evaluation grid seen from ``sun``, or
+    McKee et al. (2015)."""
+    if cfg.summary.rho_baryon_msun_pc3 is not None and not calibration:
         return cfg.summary.rho_baryon_msun_pc3, "summary.rho_baryon_msun_pc3"
-    truth = folder.truth()
     if truth is None:
         return RHO_BARYON_MPH15_MSUN_PC3, "McKee, Parravano & Hollenbach 2015 (ApJ 814, 13)"
     grid = evaluation_grid(cfg.summary.grid_spacing_kpc, cfg.summary.shell_r_max_kpc)
@@ -302,7 +313,7 @@ def run_member(spec: MemberSpec, ctx: RunContext) -> dict | None:
         if verified(source, ctx.cfg, ctx.folder) == "missing":
             raise MemberFileError(f"{source.path(ctx.folder)}: the gradient cache is missing; run the cache stage first")
         cache = read_cache(source.path(ctx.folder))
-        rho_b, _ = baryon_density(ctx.cfg, ctx.folder, sun)
+        rho_b, _ = baryon_density(ctx.cfg, member_truth(spec, ctx.folder), sun, bool(calibration_family(spec.pipeline)))
         run_potential_member(spec, ctx, cache, rho_b, sun)
     return load_potential_member(path).scalars
 

@@ -12,25 +12,18 @@ Stages: df -> cache -> potential -> summary; members of one stage are independen
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
-
-import numpy as np
 
 from ..config import Config
 from ..data.h5io import atomic_write_text
 from ..data.runfolder import RunFolder
+from ..seeds import derived_seed
 
 STAGES = ("df", "cache", "potential")
+#: Pipelines that run the whole chain on a built-in mock family are named CALIBRATION + family.
+CALIBRATION = "calibration_"
 PIPELINES = ("df_seed", "potential_seed", "obs_noise", "bootstrap", "x0_v0")
-
-
-def member_seed(run_seed: int, member_id: str) -> int:
-    """Seed of a member: a hash of the run seed and the member id (stable across machines)."""
-    words = np.frombuffer(hashlib.sha256(member_id.encode()).digest()[:16], dtype=np.uint32)
-    ss = np.random.SeedSequence([int(run_seed), *map(int, words)])
-    return int(ss.generate_state(1, np.uint64)[0] % (2**62))
 
 
 @dataclass(frozen=True)
@@ -61,16 +54,23 @@ class MemberSpec:
         return folder.log(self.kind, self.id)
 
     def seed(self, run_seed: int) -> int:
-        return member_seed(run_seed, self.key)
+        return derived_seed(run_seed, self.key)
 
 
 BEST_FIT = MemberSpec("cache", "best_fit", 0)
 
 
+def calibration_family(pipeline: str) -> str | None:
+    """The mock family a calibration pipeline runs on ('calibration_barred_isothermal' ->
+    'barred_isothermal'); None for the pipelines on the data."""
+    return pipeline[len(CALIBRATION):] if pipeline.startswith(CALIBRATION) else None
+
+
 def df_members(cfg: Config) -> list[MemberSpec]:
     e = cfg.ensemble
-    return [MemberSpec("df", p, i) for p, n in (("df_seed", e.df_seed), ("obs_noise", e.obs_noise),
-                                                ("bootstrap", e.bootstrap)) for i in range(n)]
+    pipes = [("df_seed", e.df_seed), ("obs_noise", e.obs_noise), ("bootstrap", e.bootstrap)]
+    pipes += [(CALIBRATION + fam, e.calibration_flows) for fam in e.calibration]
+    return [MemberSpec("df", p, i) for p, n in pipes for i in range(n)]
 
 
 def cache_members(cfg: Config) -> list[MemberSpec]:
@@ -109,6 +109,8 @@ def stages(cfg: Config) -> list[tuple[str, list[MemberSpec]]]:
 
 def inputs(cfg: Config, spec: MemberSpec, folder: RunFolder) -> str:
     """What a member reads, in words (for the plan table)."""
+    if spec.kind == "df" and calibration_family(spec.pipeline):
+        return f"{folder.relative(folder.calibration_mock(calibration_family(spec.pipeline)))} (a mock with known truth)"
     if spec.kind == "df":
         prepared = folder.relative(folder.prepared)
         return {"df_seed": prepared, "obs_noise": f"{folder.relative(folder.sample(spec.id))} (noise from quoted errors)",

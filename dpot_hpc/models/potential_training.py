@@ -61,6 +61,28 @@ def loss_terms(
     return loss, r.detach().abs(), lap.detach()
 
 
+def loss_function(pot: PotentialSection, log: MemberLog | None = None) -> Callable:
+    """``loss_terms``, compiled with torch.compile where the one-pass propagation runs (the Laplacian at
+    half the batch or more: 2.9x faster measured for 4x512 at batch 32768 on 2 CPU cores, where
+    elementwise work dominates). Falls back to eager execution, with a log line, where compilation
+    is unavailable (e.g. no C++ compiler)."""
+    if 2 * min(pot.penalty_points, pot.batch_size) < pot.batch_size:
+        return loss_terms
+    compiled = [torch.compile(loss_terms)]
+
+    def loss(*args):
+        if compiled:
+            try:
+                return compiled[0](*args)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: train eagerly instead
+                compiled.clear()
+                if log:
+                    log(f"torch.compile unavailable ({type(exc).__name__}: {str(exc)[:120]}); training eagerly")
+        return loss_terms(*args)
+
+    return loss
+
+
 def train_potential(
     cache: dict[str, torch.Tensor],
     pot: PotentialSection,
@@ -99,11 +121,12 @@ def train_potential(
             log(f"resumed at step {run.state.step}")
     state = run.state
     report = max(1, pot.steps // 20)
+    loss_fn = loss_function(pot, log)
     while state.step < pot.steps:
         set_cosine_lr(opt, state.step, pot.steps)
         idx = torch.randint(0, n, (min(pot.batch_size, n),), generator=run.rng).to(device)
         batch = {k: v[idx] for k, v in data.items()}
-        loss, r_abs, _ = loss_terms(phi, omega, batch, sun, pot)
+        loss, r_abs, _ = loss_fn(phi, omega, batch, sun, pot)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
