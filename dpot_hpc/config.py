@@ -150,14 +150,15 @@ class MockSection(Section):
 
 
 class EnsembleSection(Section):
-    df_seed: Int = _field(3, ge=1, help="flows on the data with different seeds; their median is the best-fit DF")
-    df_seed_potentials: StrictBool = _field(False, help="also train one potential on each single df_seed flow (that pipeline's spread)")
-    potential_seed: Int = _field(2, ge=0, help="potentials with different seeds on the best-fit DF (the best estimate)")
+    df_seed: Int = _field(2, ge=1, help="flows on the data with different seeds; their median is the best-fit DF")
+    df_seed_potentials: StrictBool = _field(True, help="also train one potential on each single df_seed flow: the best "
+                                                       "estimate when potential_seed is 0, and the DF's share of the band")
+    potential_seed: Int = _field(0, ge=0, help="potentials with different seeds on the best-fit DF (the best estimate when > 0)")
     obs_noise: Int = _field(0, ge=0, help="flows on data with added noise from the quoted errors, each with a potential (gaia format)")
     bootstrap: Int = _field(0, ge=0, help="flows on bootstrap resamples of the stars, each with a potential")
     x0_v0: Int = _field(0, ge=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
     calibration: list[Literal[tuple(MOCK_FAMILIES)]] = _field(
-        [], help="built-in mock families the same pipeline is run on, with as many stars as the data: their error "
+        list(MOCK_FAMILIES), help="built-in mock families the same pipeline is run on, with as many stars as the data: their error "
                  "against their truth is the bias no ensemble sees (reported as a systematic term and corrected)",
         expect=f"a list of mock families ({', '.join(MOCK_FAMILIES)})")
     calibration_flows: Int = _field(1, ge=1, help="flows per calibration family, each with its own potential")
@@ -167,12 +168,13 @@ class DFSection(Section):
     transforms: Int = _field(6, ge=1, le=64, help="affine autoregressive transforms in each flow")
     hidden: Widths = _field([128, 128], help="hidden layer widths of each transform's MADE network", expect=WIDTHS)
     batch_size: Int = _field(2048, ge=16, help="stars per optimisation step")
-    max_epochs: Int = _field(25, ge=1, help="upper bound on passes over the training stars")
-    learning_rate: Float = _field(1e-3, ge=1e-6, le=1.0, help="initial Adam learning rate (cosine-decayed)")
+    max_epochs: Int = _field(50, ge=1, help="upper bound on passes over the training stars")
+    learning_rate: Float = _field(3e-3, ge=1e-6, le=1.0, help="initial Adam learning rate (cosine-decayed)")
     clip_grad_norm: Float = _field(1.0, ge=0.0, help="clip the gradient norm of each step at this value")
     weight_decay: Float = _field(0.0, ge=0.0, help="AdamW weight decay")
     validation_fraction: Float = _field(0.1, ge=0.01, le=0.5, help="shuffled stars held out for early stopping")
-    patience: Int = _field(6, ge=1, help="epochs without validation improvement before stopping")
+    patience: Int = _field(50, ge=1, help="epochs without validation improvement before stopping (the gradients "
+                                           "keep improving after the validation loss levels off: docs/recovery.md)")
     checkpoint_every_epochs: Int = _field(1, ge=1, help="epochs between checkpoints")
 
 

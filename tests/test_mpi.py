@@ -24,7 +24,7 @@ TINY = ["mock.n_stars=3000", "ensemble.df_seed=2", "ensemble.potential_seed=2", 
         "ensemble.x0_v0=1", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=3", "df.batch_size=256",
         "cache.n_points=1500", "potential.hidden=[16, 16]", "potential.steps=40", "potential.batch_size=256",
         "potential.penalty_points=32", "potential.checkpoint_every_steps=10", "summary.grid_spacing_kpc=0.05",
-        "run.threads=1", "run.processes=1"]
+        "run.threads=1", "run.processes=1", "ensemble.calibration=[]", "ensemble.df_seed_potentials=false"]
 
 
 def _cmd(run_dir, extra=()):
@@ -151,8 +151,9 @@ def test_report_matches_numpy():
             p16, p50, p84 = np.percentile(v, [16, 50, 84])
             st = rep["pipelines"][pipe][k]
             assert st["median"] == p50 and st["p16"] == p16 and st["half_width"] == (p84 - p16) / 2
+            assert st["sigma"] == pytest.approx(np.std(v, ddof=1), rel=1e-12)
     for k in SCALARS:
-        hw = [rep["pipelines"][p][k]["half_width"] for p in ("potential_seed", "bootstrap")]
-        assert rep["best"][k]["combined_half_width"] == pytest.approx(np.hypot(*hw), rel=1e-12)
+        sig = [np.std([members[f"{p}-{i:03d}"][k] for i in range(n)], ddof=1) for p, n in (("potential_seed", 7), ("bootstrap", 5))]
+        assert rep["best"][k]["combined_half_width"] == pytest.approx(np.hypot(*sig), rel=1e-12)
         assert rep["best"][k]["median"] == rep["pipelines"]["potential_seed"][k]["median"]
 

@@ -133,10 +133,12 @@ def plan_rows(cfg: Config, folder: RunFolder) -> list[dict]:
 
 
 def format_plan(rows: list[dict]) -> str:
-    head = f"{'stage':9s} {'member':20s} {'seed':>20s}  {'output':32s} inputs"
+    wid = max([20, *(len(r["id"]) for r in rows)])
+    wout = max([32, *(len(r["output"]) for r in rows)])
+    head = f"{'stage':9s} {'member':{wid}s} {'seed':>20s}  {'output':{wout}s} inputs"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['stage']:9s} {r['id']:20s} {r['seed']:20d}  {r['output']:32s} {r['inputs']}")
+        lines.append(f"{r['stage']:9s} {r['id']:{wid}s} {r['seed']:20d}  {r['output']:{wout}s} {r['inputs']}")
     return "\n".join(lines)
 
 
