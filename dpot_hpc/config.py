@@ -144,6 +144,10 @@ class MockSection(Section):
     family: Literal[tuple(MOCK_FAMILIES)] = _field("barred_isothermal", help="built-in mock galaxy (docs/method.md, 'The mocks')")
     n_stars: Int = _field(200_000, ge=1000, help="stars drawn inside catalogue.r_max_kpc")
     seed: Int = _field(1, ge=0, help="seed of the mock's random draws")
+    noise: StrictBool = _field(False, help="draw per-star Gaia DR3-like errors (magnitude dependent, docs/method.md) and "
+                                           "apply them to the observables (read with catalogue.format: gaia); the exact "
+                                           "values stay in /truth; false: exact observables with the quoted errors below")
+    noise_scale: Float = _field(1.0, ge=0.0, help="multiplies the DR3-like errors (2 = twice DR3's)")
     parallax_error_mas: Float = _field(0.02, "mas", ge=0.0, help="quoted parallax error of every mock star")
     pm_error_mas_yr: Float = _field(0.02, "mas/yr", ge=0.0, help="quoted proper-motion error")
     rv_error_kms: Float = _field(1.0, "km/s", ge=0.0, help="quoted radial-velocity error")
@@ -154,7 +158,12 @@ class EnsembleSection(Section):
     df_seed_potentials: StrictBool = _field(True, help="also train one potential on each single df_seed flow: the best "
                                                        "estimate when potential_seed is 0, and the DF's share of the band")
     potential_seed: Int = _field(0, ge=0, help="potentials with different seeds on the best-fit DF (the best estimate when > 0)")
-    obs_noise: Int = _field(0, ge=0, help="flows on data with added noise from the quoted errors, each with a potential (gaia format)")
+    obs_noise: Int = _field(0, ge=0, help="flows on data with added noise from the quoted errors, each with a potential "
+                                          "(gaia format), per level of obs_noise_levels")
+    obs_noise_levels: list[Annotated[float, Field(gt=0)]] = _field(
+        [1.0], help="variances of the added noise in units of the quoted errors' (1 = the errors once more); with two "
+                    "or more levels every scalar is extrapolated to zero noise (SIMEX: value at -1, docs/method.md)",
+        expect="a list of positive numbers")
     bootstrap: Int = _field(0, ge=0, help="flows on bootstrap resamples of the stars, each with a potential")
     x0_v0: Int = _field(0, ge=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
     calibration: list[Literal[tuple(MOCK_FAMILIES)]] = _field(

@@ -25,7 +25,7 @@ import torch
 from ..config import Config
 from ..constants import LAPLACIAN_TO_RHO_MSUN_PC3, MSUN_PER_KPC3_TO_MSUN_PER_PC3, PHASE_SPACE_COLUMNS, PHASE_SPACE_UNITS
 from ..physics.frames import SunFrame, helio_positions_to_galcen
-from ..physics.gaia import OBSERVABLE_UNITS, helio_to_observables
+from ..physics.gaia import OBSERVABLE_UNITS, add_noise, dr3_like_errors, helio_to_observables
 from ..physics.galaxy import GalaxyModel
 from ..physics.mock import MockGalaxy, galaxy_fields, mock_family, sample, truth_fields
 from ..physics.scalars import evaluation_grid, scalars_from_fields
@@ -63,8 +63,17 @@ def write_mock(path: str | Path, cfg: Config, log=print) -> Path:
     abs_g = rng.uniform(-1.0, 4.0, len(x))
     g_mag = abs_g + 5.0 * np.log10(100.0 * np.linalg.norm(x, axis=1))
     truth = truth_on_grid(mock, cfg)
-    err = {"parallax_error": cfg.mock.parallax_error_mas, "pmra_error": cfg.mock.pm_error_mas_yr,
-           "pmdec_error": cfg.mock.pm_error_mas_yr, "radial_velocity_error": cfg.mock.rv_error_kms}
+    exact = obs
+    if cfg.mock.noise:
+        noise_rng = np.random.default_rng([cfg.mock.seed, 7])
+        err = dr3_like_errors(g_mag, noise_rng, cfg.mock.noise_scale)
+        obs = {k: v for k, v in add_noise({**obs, **err}, noise_rng).items() if k in obs}
+        log(f"mock: Gaia DR3-like errors applied (x{cfg.mock.noise_scale:g}; median parallax error "
+            f"{np.median(err['parallax_error']):.3f} mas)")
+    else:
+        err = {k: np.full(len(x), val) for k, val in (
+            ("parallax_error", cfg.mock.parallax_error_mas), ("pmra_error", cfg.mock.pm_error_mas_yr),
+            ("pmdec_error", cfg.mock.pm_error_mas_yr), ("radial_velocity_error", cfg.mock.rv_error_kms))}
     with atomic_h5(path) as f:
         f.attrs["kind"] = "dpot-hpc mock"
         stamp(f.attrs, cfg, MOCK_SETTINGS)
@@ -72,8 +81,8 @@ def write_mock(path: str | Path, cfg: Config, log=print) -> Path:
             f.create_dataset(name, data=(x if i < 3 else v)[:, i % 3]).attrs["unit"] = unit
         for name, arr in obs.items():
             f.create_dataset(name, data=arr).attrs["unit"] = OBSERVABLE_UNITS[name]
-        for name, val in err.items():
-            f.create_dataset(name, data=np.full(len(x), val)).attrs["unit"] = OBSERVABLE_UNITS[name]
+        for name, arr in err.items():
+            f.create_dataset(name, data=arr).attrs["unit"] = OBSERVABLE_UNITS[name]
         f.create_dataset("phot_g_mean_mag", data=g_mag).attrs["unit"] = "mag"
         f.create_dataset("ruwe", data=np.ones(len(x)))
         f.create_dataset("source_id", data=np.arange(len(x), dtype=np.int64))
@@ -86,6 +95,9 @@ def write_mock(path: str | Path, cfg: Config, log=print) -> Path:
         t.attrs["frame"] = json.dumps(asdict(mock.sun))
         t.attrs["log_c"] = s.log_c.numpy()
         t.attrs["scalars"] = json.dumps(truth["scalars"])
+        t.attrs["noise"] = json.dumps({"applied": cfg.mock.noise, "scale": cfg.mock.noise_scale})
+        for name, arr in exact.items():
+            t.create_dataset(f"observables/{name}", data=arr).attrs["unit"] = OBSERVABLE_UNITS[name]
         g = t.create_group("grid")
         for name, unit in (("x", "kpc"), ("phi", "(km/s)^2"), ("accel", "(km/s)^2/kpc"), ("rho", "Msun/pc^3"),
                            ("rho_baryons", "Msun/pc^3")):

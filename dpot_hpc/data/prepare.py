@@ -55,7 +55,8 @@ class CutCounter:
         return rows
 
 
-def _gaia_chunk(cfg: Config, cols: dict, cuts: CutCounter, rng: np.random.Generator | None, path: Path):
+def _gaia_chunk(cfg: Config, cols: dict, cuts: CutCounter, rng: np.random.Generator | None, path: Path,
+                noise_scale: float = 1.0):
     """Cuts and transform of one chunk of Gaia columns (keys are Gaia names)."""
     c = cfg.cuts
     keep = np.ones(len(cols["ra"]), dtype=bool)
@@ -66,7 +67,7 @@ def _gaia_chunk(cfg: Config, cols: dict, cuts: CutCounter, rng: np.random.Genera
     keep &= cuts.apply("radial velocity present", np.isfinite(cols["radial_velocity"]) | ~keep)
     obs = {k: v[keep] for k, v in cols.items()}
     if rng is not None:
-        obs = add_noise(obs, rng)
+        obs = add_noise(obs, rng, noise_scale)
     sel = cuts.apply("parallax > 0", obs["parallax"] > 0)
     if c.parallax_over_error_min is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -101,11 +102,11 @@ def _cartesian_chunk(cfg: Config, cols: dict, path: Path, names: dict):
 
 
 def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, noise_seed: int | None = None,
-                   log=print) -> dict:
+                   log=print, noise_scale: float = 1.0) -> dict:
     """Read, cut and transform the catalogue; write the prepared sample; return its provenance.
 
-    noise_seed: add Gaussian noise drawn from the quoted errors to the observables before the
-    cuts and the transform (gaia format only), deterministically from this seed.
+    noise_seed: add Gaussian noise of ``noise_scale`` times the quoted errors to the observables before
+    the cuts and the transform (gaia format only), deterministically from this seed.
     """
     t0 = time.monotonic()
     path = Path(input_path)
@@ -131,7 +132,8 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
             cols = {inverse[n]: a for n, a in chunk.items()}
             if gaia:
                 rng = None if noise_seed is None else np.random.default_rng([noise_seed, i])
-                x, v, obs = _gaia_chunk(cfg, {k: (a if k == "source_id" else a.astype(np.float64)) for k, a in cols.items()}, cuts, rng, path)
+                x, v, obs = _gaia_chunk(cfg, {k: (a if k == "source_id" else a.astype(np.float64)) for k, a in cols.items()},
+                                        cuts, rng, path, noise_scale)
             else:
                 x, v, obs = _cartesian_chunk(cfg, cols, path, names)
             inside = cuts.apply(f"|x| < {cat.r_max_kpc:g} kpc", np.linalg.norm(x, axis=1) < cat.r_max_kpc)
@@ -156,7 +158,7 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
         "input": source["path"], "bytes": source["bytes"], "sha256": source["sha256"],
         "format": cat.format, "rows_read": n_in, "cuts": report, "n_stars": len(x),
         "frame": cfg.to_dict()["frame"], "r_max_kpc": cat.r_max_kpc,
-        "noise_seed": noise_seed, "version": __version__,
+        "noise_seed": noise_seed, "noise_scale": noise_scale if noise_seed is not None else None, "version": __version__,
     }
     with atomic_h5(out_path) as f:
         w = np.concatenate([x, v], axis=1)

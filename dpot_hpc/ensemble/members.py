@@ -12,6 +12,7 @@ omega_p_kms_kpc, sun (JSON) and scalars (JSON) once done.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from ..models.training import Interrupted, StopRequest, never
 from ..physics.frames import SunFrame
 from ..physics.scalars import evaluation_grid, scalars_from_fields
 from ..progress import MemberLog
-from .plan import MemberSpec, cache_flows, calibration_family, potential_cache
+from .plan import MemberSpec, cache_flows, calibration_family, noise_level, potential_cache
 
 
 class MemberFileError(DpotError, RuntimeError):
@@ -192,12 +193,13 @@ def df_member_stars(spec: MemberSpec, ctx: RunContext) -> torch.Tensor:
     if spec.pipeline == "bootstrap":
         stars = ctx.stars()
         return stars[torch.from_numpy(bootstrap_indices(stars.shape[0], seed))]
-    if spec.pipeline == "obs_noise":
+    if noise_level(spec.pipeline):
         path = ctx.folder.sample(spec.id)
         if path.exists():
             ctx.folder.check_prepared(ctx.cfg, path, noise_seed=seed)
         else:
-            prepare_sample(ctx.cfg, ctx.folder.catalogue, path, noise_seed=seed, log=lambda m: None)
+            prepare_sample(ctx.cfg, ctx.folder.catalogue, path, noise_seed=seed, log=lambda m: None,
+                           noise_scale=math.sqrt(noise_level(spec.pipeline)))
         return read_prepared(path)[0]
     raise ValueError(f"no DF data for pipeline {spec.pipeline!r}")
 

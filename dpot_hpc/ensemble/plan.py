@@ -60,6 +60,18 @@ class MemberSpec:
 BEST_FIT = MemberSpec("cache", "best_fit", 0)
 
 
+def noise_pipeline(level: float) -> str:
+    """The pipeline of the obs_noise members at one level: 'obs_noise' for 1, 'obs_noise_x2' for 2."""
+    return "obs_noise" if level == 1.0 else f"obs_noise_x{level:g}"
+
+
+def noise_level(pipeline: str) -> float | None:
+    """The added-noise variance (in units of the quoted errors') of an obs_noise pipeline, else None."""
+    if pipeline == "obs_noise":
+        return 1.0
+    return float(pipeline[len("obs_noise_x"):]) if pipeline.startswith("obs_noise_x") else None
+
+
 def calibration_family(pipeline: str) -> str | None:
     """The mock family a calibration pipeline runs on ('calibration_barred_isothermal' ->
     'barred_isothermal'); None for the pipelines on the data."""
@@ -68,7 +80,8 @@ def calibration_family(pipeline: str) -> str | None:
 
 def df_members(cfg: Config) -> list[MemberSpec]:
     e = cfg.ensemble
-    pipes = [("df_seed", e.df_seed), ("obs_noise", e.obs_noise), ("bootstrap", e.bootstrap)]
+    pipes = [("df_seed", e.df_seed), *((noise_pipeline(lv), e.obs_noise) for lv in e.obs_noise_levels),
+             ("bootstrap", e.bootstrap)]
     pipes += [(CALIBRATION + fam, e.calibration_flows) for fam in e.calibration]
     return [MemberSpec("df", p, i) for p, n in pipes for i in range(n)]
 
@@ -113,8 +126,9 @@ def inputs(cfg: Config, spec: MemberSpec, folder: RunFolder) -> str:
         return f"{folder.relative(folder.calibration_mock(calibration_family(spec.pipeline)))} (a mock with known truth)"
     if spec.kind == "df":
         prepared = folder.relative(folder.prepared)
-        return {"df_seed": prepared, "obs_noise": f"{folder.relative(folder.sample(spec.id))} (noise from quoted errors)",
-                "bootstrap": f"{prepared}, rows resampled with replacement"}[spec.pipeline]
+        if noise_level(spec.pipeline):
+            return f"{folder.relative(folder.sample(spec.id))} (noise of variance {noise_level(spec.pipeline):g} x the quoted errors')"
+        return {"df_seed": prepared, "bootstrap": f"{prepared}, rows resampled with replacement"}[spec.pipeline]
     if spec.kind == "cache":
         return ", ".join(s.key for s in cache_flows(cfg, spec))
     extra = " with drawn R0, z_sun, v_sun" if spec.pipeline == "x0_v0" else ""

@@ -44,7 +44,8 @@ def ensemble_report(member_scalars: dict[str, dict[str, float]]) -> dict:
 
     best: the median over the best-estimate members (``best_member_ids``), with
     ``combined_half_width`` = the pipelines' sample standard deviations added in quadrature
-    (pipelines with a single member contribute nothing).
+    (pipelines with a single member contribute nothing, and the obs_noise pipelines at extra noise
+    levels, obs_noise_x<lambda>, only feed ``simex``).
     """
     by_pipe: dict[str, dict[str, list[float]]] = {}
     for mid, sc in member_scalars.items():
@@ -54,8 +55,9 @@ def ensemble_report(member_scalars: dict[str, dict[str, float]]) -> dict:
     pipelines = {p: ensemble_summary(v) for p, v in sorted(by_pipe.items())}
     ids, best_from = best_member_ids(list(member_scalars))
     best = ensemble_summary({k: [member_scalars[m][k] for m in ids] for k in SCALARS})
+    in_band = [p for p in pipelines if not p.startswith("obs_noise_x")]  # extra-noise levels only feed SIMEX
     for k in SCALARS:
-        hw = [pipelines[p][k]["sigma"] for p in pipelines if pipelines[p][k]["n"] > 1]
+        hw = [pipelines[p][k]["sigma"] for p in in_band if pipelines[p][k]["n"] > 1]
         best[k]["combined_half_width"] = float(np.sqrt(np.sum(np.square(hw)))) if hw else 0.0
     return {"pipelines": pipelines, "best": best, "best_from": best_from}
 
@@ -159,5 +161,72 @@ def format_calibrated(calibrated: dict, best: dict, truth: dict[str, float] | No
         if truth and k in truth:
             d = c["value"] - truth[k]
             line += f" {truth[k]:9.4f} {d:+9.4f} {d / c['half_width_68'] if c['half_width_68'] else float('inf'):+8.2f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def simex(best: dict, levels: dict[float, list[dict[str, float]]]) -> dict:
+    """Simulation-extrapolation to zero observational noise (Cook & Stefanski 1994): the best estimate
+    (added noise 0) and the medians of the obs_noise members at each added-noise level lambda (variance
+    lambda times the quoted errors'), a straight line fitted by least squares, its value at
+    lambda = -1 (no noise at all). Uncertainty: the points' own (the data's combined band; sample
+    standard deviation / sqrt(n) of a level's members, or the data's band for a single member)
+    propagated through the fit's weights. Returns {scalar: {value, correction, uncertainty, points}}."""
+    lam = np.array([0.0, *sorted(levels)])
+    design = np.stack([np.ones_like(lam), lam], axis=1)
+    weights = np.array([1.0, -1.0]) @ np.linalg.pinv(design)  # s(-1) = weights . s
+    out = {}
+    for k in SCALARS:
+        stat = best[k]["combined_half_width"]
+        points, var = [best[k]["median"]], [stat**2]
+        for lv in sorted(levels):
+            vals = np.array([m[k] for m in levels[lv]])
+            points.append(float(np.median(vals)))
+            var.append((vals.std(ddof=1) / np.sqrt(vals.size)) ** 2 if vals.size > 1 else stat**2)
+        value = float(weights @ np.array(points))
+        out[k] = {"value": value, "correction": value - points[0],
+                  "uncertainty": float(np.sqrt(np.sum(weights**2 * np.array(var)))),
+                  "points": {f"{lv:g}": p for lv, p in zip(lam, points)}}
+    return out
+
+
+def corrected_best(best: dict, simex_result: dict | None) -> dict:
+    """The best estimate with the SIMEX value and uncertainty in place of median and band (for the
+    calibration, which corrects what remains), or ``best`` itself without SIMEX."""
+    if not simex_result:
+        return best
+    return {k: {**best[k], "median": simex_result[k]["value"], "combined_half_width": simex_result[k]["uncertainty"]}
+            for k in best}
+
+
+def final_estimate(best: dict, simexed: dict | None, calibrated: dict | None) -> dict:
+    """The reported value of every scalar with its 68% and 95% half-widths: calibrated (which includes
+    SIMEX) when the run calibrates, else the SIMEX value, else the raw best estimate; ``how`` says which."""
+    out = {}
+    for k in SCALARS:
+        if calibrated:
+            c = calibrated[k]
+            v, h, how = c["value"], c["half_width_68"], "calibrated" + (" + SIMEX" if simexed else "")
+        elif simexed:
+            v, h, how = simexed[k]["value"], simexed[k]["uncertainty"], "SIMEX"
+        else:
+            v, h, how = best[k]["median"], best[k]["combined_half_width"], "raw"
+        out[k] = {"value": v, "half_width_68": h, "half_width_95": Z95 * h, "how": how}
+    return out
+
+
+def format_final(final: dict, best: dict, truth: dict[str, float] | None = None) -> str:
+    """The reported values: raw median, final value +- 68% and 95% half-widths, and the truth if known."""
+    head = f"{'quantity':10s} {'unit':10s} {'raw':>9s} {'reported':>10s} {'+-68%':>8s} {'+-95%':>8s}"
+    if truth:
+        head += f" {'truth':>9s} {'error':>9s} {'err/68%':>8s}"
+    lines = [head, "-" * len(head)]
+    for k, unit in SCALARS.items():
+        f = final[k]
+        line = (f"{k:10s} {unit:10s} {best[k]['median']:9.4f} {f['value']:10.4f} {f['half_width_68']:8.4f} "
+                f"{f['half_width_95']:8.4f}")
+        if truth and k in truth:
+            d = f["value"] - truth[k]
+            line += f" {truth[k]:9.4f} {d:+9.4f} {d / f['half_width_68'] if f['half_width_68'] else float('inf'):+8.2f}"
         lines.append(line)
     return "\n".join(lines)

@@ -22,8 +22,9 @@ from ..data.runfolder import RunFolder, RunFolderError
 from ..physics.scalars import SCALARS
 from .maps import best_maps, write_maps
 from .members import baryon_density, load_potential_member, verified
-from .plan import calibration_family, potential_members
-from .statistics import best_member_ids, calibrate, ensemble_report, pipeline_of
+from .plan import calibration_family, noise_level, potential_members
+from .statistics import (best_member_ids, calibrate, corrected_best, ensemble_report, final_estimate, pipeline_of,
+                         simex)
 
 
 def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict], truth: dict | None,
@@ -37,10 +38,18 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
     calibration: {"members": {family: {id: scalars}}, "truth": {family: true scalars}}, or None.
     """
     report = ensemble_report(member_scalars)
-    calibrated = calibrate(report["best"], calibration["members"], calibration["truth"]) if calibration else None
+    levels: dict[float, list] = {}
+    for m, sc in member_scalars.items():
+        if noise_level(pipeline_of(m)):
+            levels.setdefault(noise_level(pipeline_of(m)), []).append(sc)
+    simexed = simex(report["best"], levels) if len(levels) >= 2 else None
+    calibrated = calibrate(corrected_best(report["best"], simexed), calibration["members"], calibration["truth"]) \
+        if calibration else None
     summary = {
         **report,
+        "simex": simexed,
         "calibrated": calibrated,
+        "final": final_estimate(report["best"], simexed, calibrated),
         "calibration": calibration,
         "units": SCALARS,
         "truth": truth,

@@ -1,0 +1,79 @@
+"""The default run's wall time against an earlier commit, back to back on this machine (issue 11).
+
+Checks out BASE (default 9773299, main when the speed issue was filed) into a temporary git worktree
+and runs `dpot-hpc run` there with its defaults, then runs the current code with the same settings
+(the defaults of BASE, given with --set), each alone on the machine, and records the wall times,
+the per-stage split from each summary.json and the recovered scalars.
+
+    python benchmarks/default_run_speed.py [--base 9773299]
+
+Writes benchmarks/results/default_run_speed.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+#: The defaults of 9773299 that the current code changed (the rest are the same).
+BASE_SETTINGS = ["df.learning_rate=0.001", "df.max_epochs=25", "df.patience=6", "ensemble.df_seed=3",
+                 "ensemble.df_seed_potentials=false", "ensemble.potential_seed=2", "ensemble.calibration=[]"]
+
+
+def timed(cmd: list[str], cwd: Path, env: dict) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(p.stderr[-3000:])
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="9773299")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dpot-speed-"))
+    old = work / "base"
+    subprocess.run(["git", "worktree", "add", "--detach", str(old), args.base], cwd=ROOT, check=True,
+                   capture_output=True)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(old)}
+        t_old = timed([sys.executable, "-m", "dpot_hpc.cli", "run", "--set", f"run.dir={work / 'old'}"], old, env)
+        sets = [a for s in [*BASE_SETTINGS, f"run.dir={work / 'new'}"] for a in ("--set", s)]
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        t_new = timed([sys.executable, "-m", "dpot_hpc", "run", *sets], ROOT, env)
+        s_old = json.loads((work / "old" / "summary.json").read_text())
+        s_new = json.loads((work / "new" / "summary.json").read_text())
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
+    result = {
+        "base": args.base, "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                                    capture_output=True, text=True).stdout.strip(),
+        "settings_of_base": BASE_SETTINGS, "wall_s": {"base": round(t_old, 1), "current": round(t_new, 1)},
+        "ratio": round(t_new / t_old, 3), "stages_s": {"base": s_old["timing_s"], "current": s_new["timing_s"]},
+        "scalars": {"base": {k: v["median"] for k, v in s_old["best"].items()},
+                    "current": {k: v["median"] for k, v in s_new["best"].items()}, "truth": s_new["truth"]},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "date": time.strftime("%Y-%m-%d"),
+    }
+    (HERE / "results" / "default_run_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    print("| code | wall | DF stage | potential stage | rho(R=R0) | Omega_p |\n|---|---|---|---|---|---|")
+    for k in ("base", "current"):
+        st, sc = result["stages_s"][k], result["scalars"][k]
+        print(f"| {args.base if k == 'base' else result['commit']} | {result['wall_s'][k]:.0f} s | {st['df']:.0f} s | "
+              f"{st['potential']:.0f} s | {sc['rho_R0']:.4f} | {sc['omega_p']:.3f} |")
+    print(f"ratio {result['ratio']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
