@@ -154,7 +154,7 @@ class MockSection(Section):
 
 
 class EnsembleSection(Section):
-    df_seed: Int = _field(2, ge=1, help="flows on the data with different seeds; their median is the best-fit DF")
+    df_seed: Int = _field(1, ge=1, help="flows on the data with different seeds; their median is the best-fit DF")
     df_seed_potentials: StrictBool = _field(True, help="also train one potential on each single df_seed flow: the best "
                                                        "estimate when potential_seed is 0, and the DF's share of the band")
     potential_seed: Int = _field(0, ge=0, help="potentials with different seeds on the best-fit DF (the best estimate when > 0)")
@@ -164,7 +164,8 @@ class EnsembleSection(Section):
         [1.0], help="variances of the added noise in units of the quoted errors' (1 = the errors once more); with two "
                     "or more levels every scalar is extrapolated to zero noise (SIMEX: value at -1, docs/method.md)",
         expect="a list of positive numbers")
-    bootstrap: Int = _field(0, ge=0, help="flows on bootstrap resamples of the stars, each with a potential")
+    bootstrap: Int = _field(2, ge=0, help="flows on bootstrap resamples of the stars, each with a potential (the data's "
+                                          "sampling noise in the band; with df_seed members the best estimate)")
     x0_v0: Int = _field(0, ge=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
     calibration: list[Literal[tuple(MOCK_FAMILIES)]] = _field(
         list(MOCK_FAMILIES), help="built-in mock families the same pipeline is run on, with as many stars as the data: their error "

@@ -139,7 +139,7 @@ def calibration_config(cfg: Config, family: str, n_stars: int) -> Config:
     many stars as the data and a seed of its own (derived from run.seed and the family)."""
     seed = derived_seed(cfg.run.seed, f"calibration/{family}") % (2**31)
     return cfg.model_copy(update={"mock": cfg.mock.model_copy(update={"family": family, "n_stars": n_stars,
-                                                                        "seed": seed})})
+                                                                        "seed": seed, "noise": False})})
 
 
 def read_stars(path: str | Path) -> torch.Tensor:

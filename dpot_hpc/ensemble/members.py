@@ -27,9 +27,9 @@ from ..constants import RHO_BARYON_MPH15_MSUN_PC3
 from ..errors import DpotError
 from ..data.cache import build_cache, read_cache, write_cache
 from ..data.h5io import atomic_h5, load_tree, save_tree
-from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_prepared
+from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_prepared, read_provenance
 from ..data.provenance import stamp, verify
-from ..data.mockfile import MockTruth, read_stars, read_truth
+from ..data.mockfile import MockTruth, calibration_config, read_stars, read_truth
 from ..data.runfolder import RunFolder
 from ..models.df_training import build_flow, train_flow
 from ..models.flows import Flow
@@ -89,13 +89,22 @@ def status(path: Path) -> str:
         raise MemberFileError(f"member file {path} is unreadable ({exc}); move it away to recompute") from None
 
 
+def record_config(spec: MemberSpec, cfg: Config, folder: RunFolder) -> Config:
+    """The configuration a member's file records and is checked against: the run's, or for a calibration
+    member its calibration mock's (which does not depend on the data's mock settings, so calibration
+    members made with the same settings and star count can be reused by another run)."""
+    family = calibration_family(spec.pipeline)
+    return calibration_config(cfg, family, read_provenance(folder.prepared)["n_stars"]) if family else cfg
+
+
 def verified(spec: MemberSpec, cfg: Config, folder: RunFolder) -> str:
     """The member's status ('missing', 'training', 'done'), after checking that an existing file is this
     run's (same configuration, version, member id and seed): a file copied in from another run is refused."""
     path = spec.path(folder)
     if not path.exists():
         return "missing"
-    attrs = verify(path, cfg, f"{spec.kind} member {spec.id}", member_id=spec.id, seed=spec.seed(cfg.run.seed))
+    attrs = verify(path, record_config(spec, cfg, folder), f"{spec.kind} member {spec.id}", member_id=spec.id,
+                   seed=spec.seed(cfg.run.seed))
     return str(attrs.get("status", "done"))
 
 
@@ -133,6 +142,7 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
     path = spec.path(ctx.folder)
     seed = spec.seed(ctx.cfg.run.seed)
     state = verified(spec, ctx.cfg, ctx.folder)
+    recorded = record_config(spec, ctx.cfg, ctx.folder)
     if state == "done":
         return path
     log = MemberLog(spec.log_path(ctx.folder), f"{spec.kind} {spec.id}", echo=ctx.echo)
@@ -141,7 +151,7 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
         log(f"{'resuming' if resume else 'training'} {what} (seed {seed})")
 
         def checkpoint(payload: dict) -> None:
-            _write_member(path, spec, seed, ctx.cfg, "training", payload["model"], payload,
+            _write_member(path, spec, seed, recorded, "training", payload["model"], payload,
                           payload["state"]["history"], arch)
 
         try:
@@ -149,7 +159,7 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
         except Interrupted as exc:
             log(f"interrupted: {exc}")
             raise
-        _write_member(path, spec, seed, ctx.cfg, "done", model, None, history, {**arch, **attrs})
+        _write_member(path, spec, seed, recorded, "done", model, None, history, {**arch, **attrs})
         log(done)
     finally:
         log.close()
@@ -221,7 +231,7 @@ def run_cache_member(spec: MemberSpec, ctx: RunContext) -> Path:
         flows = [load_flow(s.path(ctx.folder)) for s in flows_spec]
         seed = spec.seed(cfg.run.seed)
         cache = build_cache(flows, cfg.cache.n_points, cfg.cache.r_max_kpc, seed, cfg.cache.batch_size)
-        write_cache(path, cache, [s.id for s in flows_spec], cfg, spec.id, seed)
+        write_cache(path, cache, [s.id for s in flows_spec], record_config(spec, cfg, ctx.folder), spec.id, seed)
         log(f"done in {time.monotonic() - t0:.1f}s: {path}")
     finally:
         log.close()

@@ -30,12 +30,14 @@ def pipeline_of(member_id: str) -> str:
 
 def best_member_ids(member_ids: list[str]) -> tuple[list[str], str]:
     """(the members the best estimate is the median over, their description): the potential_seed
-    members (potentials on the best-fit DF), else the df_seed members (one potential per flow), else
-    every member."""
-    for pipe in ("potential_seed", "df_seed"):
-        anchor = [m for m in member_ids if pipeline_of(m) == pipe]
-        if anchor:
-            return anchor, pipe
+    members (potentials on the best-fit DF), else the members with one potential per flow on the data
+    itself or on its bootstrap resamples (df_seed, bootstrap: a bagged estimate), else every member."""
+    anchor = [m for m in member_ids if pipeline_of(m) == "potential_seed"]
+    if anchor:
+        return anchor, "potential_seed"
+    anchor = [m for m in member_ids if pipeline_of(m) in ("df_seed", "bootstrap")]
+    if anchor:
+        return anchor, " and ".join(sorted({pipeline_of(m) for m in anchor}, key=("df_seed", "bootstrap").index))
     return list(member_ids), "all members"
 
 
@@ -105,8 +107,10 @@ def calibrate(best: dict, calibration: dict[str, dict[str, dict[str, float]]],
     Per family the error of the median over its members against its truth (relative for
     ``RELATIVE`` scalars, a difference otherwise); the bias is their mean, its uncertainty the
     half-range over families and, for each family's own estimate, the data's statistical band
-    (same estimator, same noise) divided by sqrt(number of families). The corrected value is
-    median / (1 + bias) or median - bias; rho_dm is corrected with rho_R0 (the baryons are a model).
+    (same estimator on a draw of the same size: same noise) divided by sqrt(number of families).
+    The bias is corrected (median / (1 + bias) or median - bias) only where it is significant, larger
+    than twice its uncertainty; elsewhere the value is left as it is and the bias goes into the
+    systematic term. rho_dm is corrected with rho_R0 (the baryons are a model).
     Returns {scalar: {value, half_width_68, half_width_95, statistical, systematic, bias, bias_kind,
     per_family}} and the per-family details.
     """
@@ -128,13 +132,17 @@ def calibrate(best: dict, calibration: dict[str, dict[str, dict[str, float]]],
         rel = k in RELATIVE
         spread = (max(b) - min(b)) / 2
         noise = stat / abs(x) if rel and x else stat
-        sys_ = float(np.hypot(spread, noise / np.sqrt(len(fams))))
-        value = x / (1.0 + bias) if rel else x - bias
+        unc = float(np.hypot(spread, noise / np.sqrt(len(fams))))
+        applied = abs(bias) > 2 * unc
+        if applied:
+            value, sys_ = (x / (1.0 + bias) if rel else x - bias), unc
+        else:
+            value, sys_ = x, float(np.hypot(bias, unc))
         sys_abs = abs(value) * sys_ if rel else sys_
         total = float(np.hypot(stat, sys_abs))
         out[k] = {"value": value, "statistical": stat, "systematic": sys_abs, "half_width_68": total,
-                  "half_width_95": Z95 * total, "bias": bias, "bias_kind": "relative" if rel else "difference",
-                  "per_family": {f: per_family[f][k] for f in fams}}
+                  "half_width_95": Z95 * total, "bias": bias, "bias_uncertainty": unc, "corrected": bool(applied),
+                  "bias_kind": "relative" if rel else "difference", "per_family": {f: per_family[f][k] for f in fams}}
     rho_b = best["rho_R0"]["median"] - best["rho_dm"]["median"]
     r = out["rho_R0"]
     out["rho_dm"] = {**r, "value": r["value"] - rho_b, "statistical": best["rho_dm"]["combined_half_width"],
