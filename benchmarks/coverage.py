@@ -2,8 +2,8 @@
 each run through `dpot-hpc run`, and for every scalar the fraction of realizations whose 68% and 95%
 bands contain the truth, the mean error in units of the 68% band, and the mean error itself.
 
-The value and bands are the run's reported ones (summary.json "final": calibrated and/or SIMEX when
-the run does them, else the raw median and the pipelines' combined band, 95% = 1.96 x 68%). Runs are
+The value and bands are the run's reported ones (summary.json "final": SIMEX when the run does it,
+else the raw median and the pipelines' combined band). Runs are
 resumable: a finished realization is reused.
 
     python benchmarks/coverage.py --families barred_isothermal thin_thick_lowered --realizations 10 \
@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -29,22 +28,11 @@ HERE = Path(__file__).resolve().parent
 SCALARS = ("a_x", "a_y", "a_z", "omega_p", "rho_R0", "rho_dm")
 
 
-def share_calibration(src: Path, dst: Path) -> None:
-    """Copy the calibration files of one realization into another's folder before it runs: they depend
-    only on the settings and the star count (not on the data's mock seed), and the run checks that."""
-    for pattern in ("calibration/*.h5", "df/calibration_*.h5", "cache/calibration_*.h5", "potential/calibration_*.h5"):
-        for f in src.glob(pattern):
-            (dst / f.parent.name).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, dst / f.parent.name / f.name)
-
-
-def run_one(family: str, k: int, settings: list[str], work: Path, shared: bool) -> dict:
+def run_one(family: str, k: int, settings: list[str], work: Path) -> dict:
     """One realization (resumable): its summary and wall time."""
     run_dir = work / family / f"r{k:02d}"
     summary = run_dir / "summary.json"
     wall = run_dir / "wall_s.txt"
-    if shared and k > 0 and not summary.exists():
-        share_calibration(work / family / "r00", run_dir)
     if not summary.exists():
         sets = [a for s in [f"mock.family={family}", f"mock.seed={1000 + k}", *settings, f"run.dir={run_dir}"]
                 for a in ("--set", s)]
@@ -77,17 +65,14 @@ def main() -> None:
     ap.add_argument("--realizations", type=int, default=10)
     ap.add_argument("--set", dest="settings", action="append", default=[])
     ap.add_argument("--label", default="coverage")
-    ap.add_argument("--share-calibration", action="store_true",
-                    help="compute the calibration once (realization 0) and reuse it in the others")
     args = ap.parse_args()
     work = HERE / "out" / f"coverage_{args.label}"
     result = {"label": args.label, "settings": args.settings, "realizations": args.realizations, "families": {},
-              "shared_calibration": args.share_calibration,
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
                                        text=True).stdout.strip(),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "date": time.strftime("%Y-%m-%d")}
     for fam in args.families:
-        runs = [run_one(fam, k, args.settings, work, args.share_calibration) for k in range(args.realizations)]
+        runs = [run_one(fam, k, args.settings, work) for k in range(args.realizations)]
         errs = [errors(r["summary"]) for r in runs]
         stats = {}
         for k in SCALARS:

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: The defaults of 9773299 that the current code changed (the rest are the same).
 BASE_SETTINGS = ["df.learning_rate=0.001", "df.max_epochs=25", "df.patience=6", "ensemble.df_seed=3",
-                 "ensemble.df_seed_potentials=false", "ensemble.potential_seed=2", "ensemble.calibration=[]"]
+                 "ensemble.df_seed_potentials=false", "ensemble.potential_seed=2"]
 
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> float:

@@ -70,7 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = ["mock.n_stars=20000", "ensemble.df_seed=1", f"ensemble.potential_seed={args.members}",
                 "df.max_epochs=2", "cache.n_points=20000", f"potential.steps={args.steps}",
-                "potential.batch_size=1024", "potential.penalty_points=256", "run.threads=1", "run.processes=1", "ensemble.calibration=[]", "ensemble.df_seed_potentials=false", "ensemble.bootstrap=0"]
+                "potential.batch_size=1024", "potential.penalty_points=256", "run.threads=1", "run.processes=1", "ensemble.df_seed_potentials=false", "ensemble.bootstrap=0"]
     work = HERE / "out"
     t1 = run(1, work / "eff_1rank", settings)
     t2 = run(2, work / "eff_2ranks", settings)

@@ -28,7 +28,7 @@ SETTINGS = ["mock.n_stars=6000", "ensemble.df_seed=2", "ensemble.potential_seed=
             "ensemble.x0_v0=1", "df.transforms=2", "df.hidden=[32, 32]", "df.max_epochs=6", "df.batch_size=256",
             "cache.n_points=3000", "potential.hidden=[32, 32]", "potential.steps=600", "potential.batch_size=512",
             "potential.penalty_points=64", "potential.checkpoint_every_steps=50", "summary.grid_spacing_kpc=0.05",
-            "run.threads=1", "run.processes=1", "ensemble.calibration=[]", "ensemble.df_seed_potentials=false"]
+            "run.threads=1", "run.processes=1", "ensemble.df_seed_potentials=false"]
 
 
 def command(run_dir: Path) -> list[str]:

@@ -26,7 +26,7 @@ from .data.prepare import prepare_sample
 from .data.runfolder import RunFolder
 from .ensemble.plan import STAGES, format_plan, plan_rows
 from .ensemble.schedule import format_prediction, load_costs, simulate
-from .ensemble.statistics import format_calibrated, format_final, format_pipelines, format_table
+from .ensemble.statistics import format_final, format_pipelines, format_table
 from .ensemble.summary import summarize
 from .errors import DpotError, DpotWarning
 from .models.device import pick_device
@@ -133,10 +133,6 @@ def run(config_path, overrides, quiet, verbose):
     click.echo(f"\nBest estimate: median over the {summary['best_from']} members, +- the pipelines' 16-84 "
                "half-widths in quadrature\n(accelerations in heliocentric axes, x towards the Galactic centre):")
     click.echo(format_table(summary["best"], summary["truth"]))
-    if summary.get("calibrated"):
-        click.echo(f"\nCalibrated on the built-in mocks {', '.join(sorted(summary['calibration']['members']))} "
-                   "(bias corrected; band: statistical and systematic in quadrature):")
-        click.echo(format_calibrated(summary["calibrated"], summary["best"], summary["truth"]))
     if summary["final"]["a_x"]["how"] != "raw":
         click.echo(f"\nReported ({summary['final']['a_x']['how']}; raw = the median above):")
         click.echo(format_final(summary["final"], summary["best"], summary["truth"]))

@@ -167,11 +167,6 @@ class EnsembleSection(Section):
     bootstrap: Int = _field(2, ge=0, help="flows on bootstrap resamples of the stars, each with a potential (the data's "
                                           "sampling noise in the band; with df_seed members the best estimate)")
     x0_v0: Int = _field(0, ge=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
-    calibration: list[Literal[tuple(MOCK_FAMILIES)]] = _field(
-        list(MOCK_FAMILIES), help="built-in mock families the same pipeline is run on, with as many stars as the data: their error "
-                 "against their truth is the bias no ensemble sees (reported as a systematic term and corrected)",
-        expect=f"a list of mock families ({', '.join(MOCK_FAMILIES)})")
-    calibration_flows: Int = _field(1, ge=1, help="flows per calibration family, each with its own potential")
 
 
 class DFSection(Section):

@@ -1,5 +1,5 @@
-"""Seeds derived from the run seed and a name: every member and every drawn calibration mock gets its
-own, stable across machines, processes and the order work is done in."""
+"""Seeds derived from the run seed and a name: every member gets its own, stable across machines,
+processes and the order work is done in."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The corrections for biases no ensemble sees: the calibration on built-in mocks (issue 10) and the
-extrapolation to zero observational noise (SIMEX, issue 15), and the DR3-like noise of the mock."""
+"""The correction for the observational-noise bias: the extrapolation to zero observational noise
+(SIMEX, issue 15), and the DR3-like noise of the mock."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from dpot_hpc.ensemble.statistics import Z95, calibrate, corrected_best, simex
+from dpot_hpc.ensemble.statistics import simex
 from dpot_hpc.physics.gaia import dr3_like_errors
 from dpot_hpc.physics.scalars import SCALARS
 
@@ -31,28 +31,6 @@ def test_simex_extrapolates_a_straight_line_exactly_with_the_least_squares_weigh
     assert out["rho_R0"]["uncertainty"] == pytest.approx(4 / 3 * 0.1, rel=1e-12)
 
 
-def test_calibration_corrects_significant_biases_and_carries_the_others_in_the_band():
-    truth_a = {"a_x": 6.0, "a_y": 0.0, "a_z": -0.04, "omega_p": 30.0, "rho_R0": 0.10, "rho_dm": 0.01}
-    truth_b = {"a_x": 7.0, "a_y": 0.05, "a_z": 0.0, "omega_p": 25.0, "rho_R0": 0.08, "rho_dm": 0.012}
-    # the pipeline reads rho 20% and 10% low and Omega_p 0.3 and 0.1 km/s/kpc high on the two mocks
-    fit_a = {**truth_a, "rho_R0": 0.08, "omega_p": 30.3}
-    fit_b = {**truth_b, "rho_R0": 0.072, "omega_p": 25.1}
-    data = {"a_x": 6.5, "a_y": 0.01, "a_z": -0.03, "omega_p": 28.4, "rho_R0": 0.0680, "rho_dm": -0.0160}
-    out = calibrate(_best(data, band=0.002), {"a": {"a-000": fit_a}, "b": {"b-000": fit_b}},
-                    {"a": truth_a, "b": truth_b})
-    # rho: bias -15% +- hypot(5% half-range, (0.002/0.068)/sqrt(2)) = 5.4%: significant, corrected
-    assert out["rho_R0"]["bias"] == pytest.approx(-0.15, rel=1e-12) and out["rho_R0"]["corrected"]
-    assert out["rho_R0"]["value"] == pytest.approx(0.068 / 0.85, rel=1e-12)
-    assert out["rho_R0"]["systematic"] >= 0.05 * out["rho_R0"]["value"] - 1e-15
-    # Omega_p: bias 0.2 +- 0.1 (half-range) is not twice its uncertainty: left, and carried in the band
-    assert not out["omega_p"]["corrected"] and out["omega_p"]["value"] == 28.4
-    assert out["omega_p"]["systematic"] == pytest.approx(np.hypot(0.2, out["omega_p"]["bias_uncertainty"]), rel=1e-12)
-    assert out["rho_dm"]["value"] == pytest.approx(out["rho_R0"]["value"] - (0.068 + 0.016), rel=1e-12)
-    for k in SCALARS:
-        assert out[k]["half_width_95"] == pytest.approx(Z95 * out[k]["half_width_68"])
-    assert corrected_best(_best(data, 0.1), None)["rho_R0"]["median"] == 0.068
-
-
 def test_dr3_like_errors_follow_the_documented_magnitude_trend():
     rng = np.random.default_rng(0)
     bright, faint = dr3_like_errors(np.full(20000, 8.0), rng), dr3_like_errors(np.full(20000, 16.0), rng)
@@ -71,10 +49,10 @@ TINY = ["mock.n_stars=4000", "ensemble.df_seed=2", "df.transforms=2", "df.hidden
 
 @pytest.fixture(scope="module")
 def noisy_run(tmp_path_factory):
-    """A tiny run on the noisy mock (Gaia format) with two noise levels and one calibration family."""
+    """A tiny run on the noisy mock (Gaia format) with two noise levels."""
     run_dir = tmp_path_factory.mktemp("corrections") / "run"
     extra = ["mock.noise=true", "catalogue.format=gaia", "ensemble.obs_noise=1", "ensemble.obs_noise_levels=[1, 2]",
-             "ensemble.calibration=[thin_thick_lowered]", f"run.dir={run_dir}"]
+             f"run.dir={run_dir}"]
     sets = [a for s in [*TINY, *extra] for a in ("--set", s)]
     p = subprocess.run([sys.executable, "-m", "dpot_hpc", "run", "-q", *sets], capture_output=True, text=True,
                        timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -90,14 +68,11 @@ def test_the_noisy_mock_scatters_its_observables_by_their_quoted_errors(noisy_ru
         assert json.loads(f["truth"].attrs["noise"]) == {"applied": True, "scale": 1.0}
 
 
-def test_summary_reports_simex_then_calibration_and_keeps_the_raw_value(noisy_run):
+def test_summary_reports_simex_and_keeps_the_raw_value(noisy_run):
     s = json.loads((noisy_run / "summary.json").read_text())
     med = {lv: s["pipelines"][p]["rho_R0"]["median"] for lv, p in (("1", "obs_noise"), ("2", "obs_noise_x2"))}
     s0 = s["best"]["rho_R0"]["median"]
     assert s["simex"]["rho_R0"]["value"] == pytest.approx((4 * s0 + med["1"] - 2 * med["2"]) / 3, rel=1e-9)
-    c = s["calibrated"]["rho_R0"]
-    assert c["value"] == pytest.approx(s["simex"]["rho_R0"]["value"] / (1 + c["bias"]), rel=1e-9)
-    assert s["final"]["rho_R0"]["how"] == "calibrated + SIMEX" and s["final"]["rho_R0"]["value"] == c["value"]
-    assert list(s["calibration"]["members"]) == ["thin_thick_lowered"]
-    assert "calibration_thin_thick_lowered-000" not in s["members"]  # calibration members are not data members
+    assert s["final"]["rho_R0"]["how"] == "SIMEX" and s["final"]["rho_R0"]["value"] == s["simex"]["rho_R0"]["value"]
+    assert s["best"]["rho_R0"]["median"] == s0  # the raw value stays visible
     assert sorted(s["pipelines"]) == ["df_seed", "obs_noise", "obs_noise_x2"]

@@ -24,7 +24,7 @@ TINY = ["mock.n_stars=3000", "ensemble.df_seed=2", "ensemble.potential_seed=2", 
         "ensemble.x0_v0=1", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=3", "df.batch_size=256",
         "cache.n_points=1500", "potential.hidden=[16, 16]", "potential.steps=40", "potential.batch_size=256",
         "potential.penalty_points=32", "potential.checkpoint_every_steps=10", "summary.grid_spacing_kpc=0.05",
-        "run.threads=1", "run.processes=1", "ensemble.calibration=[]", "ensemble.df_seed_potentials=false"]
+        "run.threads=1", "run.processes=1", "ensemble.df_seed_potentials=false"]
 
 
 def _cmd(run_dir, extra=()):

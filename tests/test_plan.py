@@ -9,7 +9,7 @@ from dpot_hpc.ensemble.schedule import REFERENCE_COSTS_S, simulate
 
 
 def test_plan_members_and_seeds():
-    cfg = load_config(None, ["ensemble.calibration=[]", "ensemble.df_seed=4", "ensemble.potential_seed=3", "ensemble.bootstrap=2",
+    cfg = load_config(None, ["ensemble.df_seed=4", "ensemble.potential_seed=3", "ensemble.bootstrap=2",
                              "ensemble.x0_v0=2", "ensemble.df_seed_potentials=true"])
     rows = plan_rows(cfg, RunFolder.of(cfg))
     by_stage = {s: [r for r in rows if r["stage"] == s] for s in ("df", "cache", "potential")}
@@ -22,8 +22,8 @@ def test_plan_members_and_seeds():
 
 
 def test_scheduler_simulation_is_list_scheduling():
-    cfg = load_config(None, ["ensemble.df_seed=8", "ensemble.potential_seed=8", "ensemble.calibration=[]",
-                             "ensemble.df_seed_potentials=false", "df.max_epochs=25"])
+    cfg = load_config(None, ["ensemble.df_seed=8", "ensemble.potential_seed=8",
+                             "ensemble.bootstrap=0", "ensemble.df_seed_potentials=false", "df.max_epochs=25"])
     one = simulate(cfg, 1, 200_000)
     eight = simulate(cfg, 8, 200_000)
     three = simulate(cfg, 3, 200_000)

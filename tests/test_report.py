@@ -32,7 +32,7 @@ from dpot_hpc.report.projections import project
 TINY = ["mock.n_stars=4000", "ensemble.df_seed=2", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=2",
         "df.batch_size=512", "cache.n_points=3000", "ensemble.potential_seed=2", "ensemble.bootstrap=1",
         "potential.hidden=[16, 16]", "potential.steps=30", "potential.batch_size=256",
-        "potential.penalty_points=32", "summary.grid_spacing_kpc=0.05", "run.threads=1", "run.processes=1", "ensemble.calibration=[]", "ensemble.df_seed_potentials=false"]
+        "potential.penalty_points=32", "summary.grid_spacing_kpc=0.05", "run.threads=1", "run.processes=1", "ensemble.df_seed_potentials=false"]
 
 
 def dpot(*args, cwd, python_prefix=()):

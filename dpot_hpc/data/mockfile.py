@@ -29,7 +29,6 @@ from ..physics.gaia import OBSERVABLE_UNITS, add_noise, dr3_like_errors, helio_t
 from ..physics.galaxy import GalaxyModel
 from ..physics.mock import MockGalaxy, galaxy_fields, mock_family, sample, truth_fields
 from ..physics.scalars import evaluation_grid, scalars_from_fields
-from ..seeds import derived_seed
 from .h5io import atomic_h5
 from .provenance import MOCK_SETTINGS, stamp
 
@@ -132,14 +131,6 @@ class MockTruth:
         [Msun/pc^3] at heliocentric points x_h (N, 3) kpc, float64."""
         phi, accel, lap = galaxy_fields(self.galaxy, self.sun, x_h.to(torch.float64))
         return {"phi": phi, "accel": accel, "rho": lap * LAPLACIAN_TO_RHO_MSUN_PC3}
-
-
-def calibration_config(cfg: Config, family: str, n_stars: int) -> Config:
-    """The configuration of the calibration mock of ``family``: the run's settings, that family, as
-    many stars as the data and a seed of its own (derived from run.seed and the family)."""
-    seed = derived_seed(cfg.run.seed, f"calibration/{family}") % (2**31)
-    return cfg.model_copy(update={"mock": cfg.mock.model_copy(update={"family": family, "n_stars": n_stars,
-                                                                        "seed": seed, "noise": False})})
 
 
 def read_stars(path: str | Path) -> torch.Tensor:

@@ -6,7 +6,6 @@ Layout (``RunFolder`` spells every name; nothing else does):
   mock.h5                     the built-in mock and its truth (when catalogue.path is null)
   prepared.h5                 the prepared sample (cuts, heliocentric Cartesian stars, provenance)
   samples/<member>.h5         re-prepared samples with added noise (obs_noise members)
-  calibration/<family>.h5     the mocks of the calibration pipelines (ensemble.calibration)
   df/<member>.h5              DF members            cache/best_fit.h5, cache/<member>.h5  gradient caches
   potential/<member>.h5       potential members     logs/<kind>-<member>.log  one log per member
   logs/slurm/                 Slurm output          slurm/  the generated batch scripts
@@ -34,8 +33,8 @@ from ..config import Config, ConfigError, config_from_dict, parse_yaml
 from ..errors import DpotError, write_failure
 from .h5io import atomic_write_text, leftover_writer
 from .provenance import MOCK_SETTINGS, PREPARED_SETTINGS, ProvenanceError, config_differences, same_content, verify
-from .mockfile import MockTruth, calibration_config, read_truth, write_mock
-from .prepare import prepare_sample, read_provenance
+from .mockfile import MockTruth, read_truth, write_mock
+from .prepare import prepare_sample
 
 #: The report's figures, report/<name>.png, in the order index.html shows them.
 REPORT_FIGURES = ("scalars", "df_check", "maps", "residuals", "learning_curves")
@@ -98,10 +97,6 @@ class RunFolder:
     @property
     def prepared(self) -> Path:
         return self.root / "prepared.h5"
-
-    def calibration_mock(self, family: str) -> Path:
-        """The mock drawn for calibrating on a built-in family (ensemble.calibration)."""
-        return self.root / "calibration" / f"{family}.h5"
 
     def sample(self, member_id: str) -> Path:
         """A member's own re-prepared sample (obs_noise)."""
@@ -212,13 +207,6 @@ class RunFolder:
             self.check_prepared(cfg)
         else:
             prepare_sample(cfg, self.catalogue, self.prepared, log=log)
-        n_stars = read_provenance(self.prepared)["n_stars"]
-        for family in cfg.ensemble.calibration:
-            path, mock_cfg = self.calibration_mock(family), calibration_config(cfg, family, n_stars)
-            if path.exists():
-                verify(path, mock_cfg, f"calibration mock of {family}", MOCK_SETTINGS)
-            else:
-                write_mock(path, mock_cfg, log=log)
         self.write_config(cfg)
 
     def check_prepared(self, cfg: Config, path: Path | None = None, **identity) -> None:

@@ -27,9 +27,9 @@ from ..constants import RHO_BARYON_MPH15_MSUN_PC3
 from ..errors import DpotError
 from ..data.cache import build_cache, read_cache, write_cache
 from ..data.h5io import atomic_h5, load_tree, save_tree
-from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_prepared, read_provenance
+from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_prepared
 from ..data.provenance import stamp, verify
-from ..data.mockfile import MockTruth, calibration_config, read_stars, read_truth
+from ..data.mockfile import MockTruth
 from ..data.runfolder import RunFolder
 from ..models.df_training import build_flow, train_flow
 from ..models.flows import Flow
@@ -39,7 +39,7 @@ from ..models.training import Interrupted, StopRequest, never
 from ..physics.frames import SunFrame
 from ..physics.scalars import evaluation_grid, scalars_from_fields
 from ..progress import MemberLog
-from .plan import MemberSpec, cache_flows, calibration_family, noise_level, potential_cache
+from .plan import MemberSpec, cache_flows, noise_level, potential_cache
 
 
 class MemberFileError(DpotError, RuntimeError):
@@ -89,21 +89,13 @@ def status(path: Path) -> str:
         raise MemberFileError(f"member file {path} is unreadable ({exc}); move it away to recompute") from None
 
 
-def record_config(spec: MemberSpec, cfg: Config, folder: RunFolder) -> Config:
-    """The configuration a member's file records and is checked against: the run's, or for a calibration
-    member its calibration mock's (which does not depend on the data's mock settings, so calibration
-    members made with the same settings and star count can be reused by another run)."""
-    family = calibration_family(spec.pipeline)
-    return calibration_config(cfg, family, read_provenance(folder.prepared)["n_stars"]) if family else cfg
-
-
 def verified(spec: MemberSpec, cfg: Config, folder: RunFolder) -> str:
     """The member's status ('missing', 'training', 'done'), after checking that an existing file is this
     run's (same configuration, version, member id and seed): a file copied in from another run is refused."""
     path = spec.path(folder)
     if not path.exists():
         return "missing"
-    attrs = verify(path, record_config(spec, cfg, folder), f"{spec.kind} member {spec.id}", member_id=spec.id,
+    attrs = verify(path, cfg, f"{spec.kind} member {spec.id}", member_id=spec.id,
                    seed=spec.seed(cfg.run.seed))
     return str(attrs.get("status", "done"))
 
@@ -142,7 +134,6 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
     path = spec.path(ctx.folder)
     seed = spec.seed(ctx.cfg.run.seed)
     state = verified(spec, ctx.cfg, ctx.folder)
-    recorded = record_config(spec, ctx.cfg, ctx.folder)
     if state == "done":
         return path
     log = MemberLog(spec.log_path(ctx.folder), f"{spec.kind} {spec.id}", echo=ctx.echo)
@@ -151,7 +142,7 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
         log(f"{'resuming' if resume else 'training'} {what} (seed {seed})")
 
         def checkpoint(payload: dict) -> None:
-            _write_member(path, spec, seed, recorded, "training", payload["model"], payload,
+            _write_member(path, spec, seed, ctx.cfg, "training", payload["model"], payload,
                           payload["state"]["history"], arch)
 
         try:
@@ -159,7 +150,7 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
         except Interrupted as exc:
             log(f"interrupted: {exc}")
             raise
-        _write_member(path, spec, seed, recorded, "done", model, None, history, {**arch, **attrs})
+        _write_member(path, spec, seed, ctx.cfg, "done", model, None, history, {**arch, **attrs})
         log(done)
     finally:
         log.close()
@@ -198,8 +189,6 @@ def df_member_stars(spec: MemberSpec, ctx: RunContext) -> torch.Tensor:
     seed = spec.seed(ctx.cfg.run.seed)
     if spec.pipeline == "df_seed":
         return ctx.stars()
-    if calibration_family(spec.pipeline):
-        return read_stars(ctx.folder.calibration_mock(calibration_family(spec.pipeline)))
     if spec.pipeline == "bootstrap":
         stars = ctx.stars()
         return stars[torch.from_numpy(bootstrap_indices(stars.shape[0], seed))]
@@ -231,7 +220,7 @@ def run_cache_member(spec: MemberSpec, ctx: RunContext) -> Path:
         flows = [load_flow(s.path(ctx.folder)) for s in flows_spec]
         seed = spec.seed(cfg.run.seed)
         cache = build_cache(flows, cfg.cache.n_points, cfg.cache.r_max_kpc, seed, cfg.cache.batch_size)
-        write_cache(path, cache, [s.id for s in flows_spec], record_config(spec, cfg, ctx.folder), spec.id, seed)
+        write_cache(path, cache, [s.id for s in flows_spec], cfg, spec.id, seed)
         log(f"done in {time.monotonic() - t0:.1f}s: {path}")
     finally:
         log.close()
@@ -248,19 +237,10 @@ def member_scalars(phi: PotentialNet, omega_p: float, cfg: Config, rho_baryons, 
     return s
 
 
-def member_truth(spec: MemberSpec, folder: RunFolder) -> MockTruth | None:
-    """The truth a member's stars were drawn from: the run's catalogue's (when it is a mock), or for a
-    calibration member its calibration mock's."""
-    family = calibration_family(spec.pipeline)
-    return read_truth(folder.calibration_mock(family)) if family else folder.truth()
-
-
-def baryon_density(cfg: Config, truth: MockTruth | None, sun: SunFrame,
-                   calibration: bool = False) -> tuple[torch.Tensor | float, str]:
-    """(baryon density for rho_DM, its source): summary.rho_baryon_msun_pc3 when set (not for a
-    calibration mock), a mock's own disc + bulge on the evaluation grid seen from ``sun``, or
-    McKee et al. (2015)."""
-    if cfg.summary.rho_baryon_msun_pc3 is not None and not calibration:
+def baryon_density(cfg: Config, truth: MockTruth | None, sun: SunFrame) -> tuple[torch.Tensor | float, str]:
+    """(baryon density for rho_DM, its source): summary.rho_baryon_msun_pc3 when set, a mock's own
+    disc + bulge on the evaluation grid seen from ``sun``, or McKee et al. (2015)."""
+    if cfg.summary.rho_baryon_msun_pc3 is not None:
         return cfg.summary.rho_baryon_msun_pc3, "summary.rho_baryon_msun_pc3"
     if truth is None:
         return RHO_BARYON_MPH15_MSUN_PC3, "McKee, Parravano & Hollenbach 2015 (ApJ 814, 13)"
@@ -325,7 +305,7 @@ def run_member(spec: MemberSpec, ctx: RunContext) -> dict | None:
         if verified(source, ctx.cfg, ctx.folder) == "missing":
             raise MemberFileError(f"{source.path(ctx.folder)}: the gradient cache is missing; run the cache stage first")
         cache = read_cache(source.path(ctx.folder))
-        rho_b, _ = baryon_density(ctx.cfg, member_truth(spec, ctx.folder), sun, bool(calibration_family(spec.pipeline)))
+        rho_b, _ = baryon_density(ctx.cfg, ctx.folder.truth(), sun)
         run_potential_member(spec, ctx, cache, rho_b, sun)
     return load_potential_member(path).scalars
 

@@ -21,8 +21,6 @@ from ..data.runfolder import RunFolder
 from ..seeds import derived_seed
 
 STAGES = ("df", "cache", "potential")
-#: Pipelines that run the whole chain on a built-in mock family are named CALIBRATION + family.
-CALIBRATION = "calibration_"
 PIPELINES = ("df_seed", "potential_seed", "obs_noise", "bootstrap", "x0_v0")
 
 
@@ -72,17 +70,10 @@ def noise_level(pipeline: str) -> float | None:
     return float(pipeline[len("obs_noise_x"):]) if pipeline.startswith("obs_noise_x") else None
 
 
-def calibration_family(pipeline: str) -> str | None:
-    """The mock family a calibration pipeline runs on ('calibration_barred_isothermal' ->
-    'barred_isothermal'); None for the pipelines on the data."""
-    return pipeline[len(CALIBRATION):] if pipeline.startswith(CALIBRATION) else None
-
-
 def df_members(cfg: Config) -> list[MemberSpec]:
     e = cfg.ensemble
     pipes = [("df_seed", e.df_seed), *((noise_pipeline(lv), e.obs_noise) for lv in e.obs_noise_levels),
              ("bootstrap", e.bootstrap)]
-    pipes += [(CALIBRATION + fam, e.calibration_flows) for fam in e.calibration]
     return [MemberSpec("df", p, i) for p, n in pipes for i in range(n)]
 
 
@@ -122,8 +113,6 @@ def stages(cfg: Config) -> list[tuple[str, list[MemberSpec]]]:
 
 def inputs(cfg: Config, spec: MemberSpec, folder: RunFolder) -> str:
     """What a member reads, in words (for the plan table)."""
-    if spec.kind == "df" and calibration_family(spec.pipeline):
-        return f"{folder.relative(folder.calibration_mock(calibration_family(spec.pipeline)))} (a mock with known truth)"
     if spec.kind == "df":
         prepared = folder.relative(folder.prepared)
         if noise_level(spec.pipeline):

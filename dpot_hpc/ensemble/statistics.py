@@ -92,85 +92,8 @@ def format_pipelines(pipelines: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-#: Scalars whose calibrated bias is relative (a fraction of the value); the others' are differences.
-RELATIVE = ("a_x", "rho_R0")
 #: The 95% band as a multiple of the 68% half-width (Gaussian errors; the coverage benchmark checks it).
 Z95 = 1.96
-
-
-def calibrate(best: dict, calibration: dict[str, dict[str, dict[str, float]]],
-              truths: dict[str, dict[str, float]]) -> dict:
-    """The bias no ensemble sees, from the same pipeline run on built-in mocks, and the corrected best.
-
-    best: ``ensemble_report``'s best (per scalar: median, combined_half_width, ...);
-    calibration: {family: {member id: scalars}}; truths: {family: the mock's true scalars}.
-    Per family the error of the median over its members against its truth (relative for
-    ``RELATIVE`` scalars, a difference otherwise); the bias is their mean, its uncertainty the
-    half-range over families and, for each family's own estimate, the data's statistical band
-    (same estimator on a draw of the same size: same noise) divided by sqrt(number of families).
-    The bias is corrected (median / (1 + bias) or median - bias) only where it is significant, larger
-    than twice its uncertainty; elsewhere the value is left as it is and the bias goes into the
-    systematic term. rho_dm is corrected with rho_R0 (the baryons are a model).
-    Returns {scalar: {value, half_width_68, half_width_95, statistical, systematic, bias, bias_kind,
-    per_family}} and the per-family details.
-    """
-    fams = sorted(calibration)
-    per_family = {}
-    for fam in fams:
-        members = calibration[fam]
-        med = {k: float(np.median([m[k] for m in members.values()])) for k in SCALARS}
-        per_family[fam] = {k: (med[k] / truths[fam][k] - 1.0) if k in RELATIVE else med[k] - truths[fam][k]
-                           for k in SCALARS}
-    out = {}
-    for k in SCALARS:
-        if k == "rho_dm":
-            continue
-        b = [per_family[f][k] for f in fams]
-        bias = float(np.mean(b))
-        stat = best[k]["combined_half_width"]
-        x = best[k]["median"]
-        rel = k in RELATIVE
-        spread = (max(b) - min(b)) / 2
-        noise = stat / abs(x) if rel and x else stat
-        unc = float(np.hypot(spread, noise / np.sqrt(len(fams))))
-        applied = abs(bias) > 2 * unc
-        if applied:
-            value, sys_ = (x / (1.0 + bias) if rel else x - bias), unc
-        else:
-            value, sys_ = x, float(np.hypot(bias, unc))
-        sys_abs = abs(value) * sys_ if rel else sys_
-        total = float(np.hypot(stat, sys_abs))
-        out[k] = {"value": value, "statistical": stat, "systematic": sys_abs, "half_width_68": total,
-                  "half_width_95": Z95 * total, "bias": bias, "bias_uncertainty": unc, "corrected": bool(applied),
-                  "bias_kind": "relative" if rel else "difference", "per_family": {f: per_family[f][k] for f in fams}}
-    rho_b = best["rho_R0"]["median"] - best["rho_dm"]["median"]
-    r = out["rho_R0"]
-    out["rho_dm"] = {**r, "value": r["value"] - rho_b, "statistical": best["rho_dm"]["combined_half_width"],
-                     "per_family": {f: per_family[f]["rho_dm"] for f in fams},
-                     "bias_kind": "from rho_R0 (the baryon density is a model)"}
-    out["rho_dm"]["half_width_68"] = float(np.hypot(out["rho_dm"]["statistical"], r["systematic"]))
-    out["rho_dm"]["half_width_95"] = Z95 * out["rho_dm"]["half_width_68"]
-    return out
-
-
-def format_calibrated(calibrated: dict, best: dict, truth: dict[str, float] | None = None) -> str:
-    """The calibrated best estimate: raw median, bias, corrected value +- 68% and 95% half-widths
-    (statistical and systematic in quadrature), and against the truth when known."""
-    head = f"{'quantity':10s} {'unit':10s} {'raw':>9s} {'bias':>8s} {'corrected':>10s} {'+-68%':>8s} {'+-95%':>8s}"
-    if truth:
-        head += f" {'truth':>9s} {'error':>9s} {'err/68%':>8s}"
-    lines = [head, "-" * len(head)]
-    for k, unit in SCALARS.items():
-        c = calibrated[k]
-        bias = f"{c['bias']:+7.1%}" if c["bias_kind"] == "relative" else \
-            (f"{c['bias']:+8.4f}" if c["bias_kind"] == "difference" else "(rho)")
-        line = (f"{k:10s} {unit:10s} {best[k]['median']:9.4f} {bias:>8s} {c['value']:10.4f} "
-                f"{c['half_width_68']:8.4f} {c['half_width_95']:8.4f}")
-        if truth and k in truth:
-            d = c["value"] - truth[k]
-            line += f" {truth[k]:9.4f} {d:+9.4f} {d / c['half_width_68'] if c['half_width_68'] else float('inf'):+8.2f}"
-        lines.append(line)
-    return "\n".join(lines)
 
 
 def simex(best: dict, levels: dict[float, list[dict[str, float]]]) -> dict:
@@ -198,24 +121,12 @@ def simex(best: dict, levels: dict[float, list[dict[str, float]]]) -> dict:
     return out
 
 
-def corrected_best(best: dict, simex_result: dict | None) -> dict:
-    """The best estimate with the SIMEX value and uncertainty in place of median and band (for the
-    calibration, which corrects what remains), or ``best`` itself without SIMEX."""
-    if not simex_result:
-        return best
-    return {k: {**best[k], "median": simex_result[k]["value"], "combined_half_width": simex_result[k]["uncertainty"]}
-            for k in best}
-
-
-def final_estimate(best: dict, simexed: dict | None, calibrated: dict | None) -> dict:
-    """The reported value of every scalar with its 68% and 95% half-widths: calibrated (which includes
-    SIMEX) when the run calibrates, else the SIMEX value, else the raw best estimate; ``how`` says which."""
+def final_estimate(best: dict, simexed: dict | None) -> dict:
+    """The reported value of every scalar with its 68% and 95% half-widths: the SIMEX value when the run
+    extrapolates to zero noise, else the raw best estimate; ``how`` says which."""
     out = {}
     for k in SCALARS:
-        if calibrated:
-            c = calibrated[k]
-            v, h, how = c["value"], c["half_width_68"], "calibrated" + (" + SIMEX" if simexed else "")
-        elif simexed:
+        if simexed:
             v, h, how = simexed[k]["value"], simexed[k]["uncertainty"], "SIMEX"
         else:
             v, h, how = best[k]["median"], best[k]["combined_half_width"], "raw"

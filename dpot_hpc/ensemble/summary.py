@@ -17,25 +17,22 @@ import numpy as np
 
 from ..config import Config
 from ..data.h5io import atomic_h5, atomic_write_text
-from ..data.mockfile import read_truth
 from ..data.runfolder import RunFolder, RunFolderError
 from ..physics.scalars import SCALARS
 from .maps import best_maps, write_maps
 from .members import baryon_density, load_potential_member, verified
-from .plan import calibration_family, noise_level, potential_members
-from .statistics import (best_member_ids, calibrate, corrected_best, ensemble_report, final_estimate, pipeline_of,
-                         simex)
+from .plan import noise_level, potential_members
+from .statistics import best_member_ids, ensemble_report, final_estimate, pipeline_of, simex
 
 
 def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict], truth: dict | None,
                   baryon_note: str, timing: dict | None = None,
-                  maps: tuple[dict, list[str]] | None = None, calibration: dict | None = None) -> dict:
+                  maps: tuple[dict, list[str]] | None = None) -> dict:
     """Write summary.json and summary.h5 from every potential member's scalars on the data; return the
     summary.
 
     timing: wall seconds per stage of this invocation (and the rank count), reported as is.
     maps: (``ensemble.maps.best_maps``'s fields, the ids of the members they come from), or None.
-    calibration: {"members": {family: {id: scalars}}, "truth": {family: true scalars}}, or None.
     """
     report = ensemble_report(member_scalars)
     levels: dict[float, list] = {}
@@ -43,14 +40,10 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
         if noise_level(pipeline_of(m)):
             levels.setdefault(noise_level(pipeline_of(m)), []).append(sc)
     simexed = simex(report["best"], levels) if len(levels) >= 2 else None
-    calibrated = calibrate(corrected_best(report["best"], simexed), calibration["members"], calibration["truth"]) \
-        if calibration else None
     summary = {
         **report,
         "simex": simexed,
-        "calibrated": calibrated,
-        "final": final_estimate(report["best"], simexed, calibrated),
-        "calibration": calibration,
+        "final": final_estimate(report["best"], simexed),
         "units": SCALARS,
         "truth": truth,
         "members": member_scalars,
@@ -73,10 +66,6 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
                 g.attrs[stat] = v
             if truth:
                 g.attrs["truth"] = truth[k]
-            if calibrated:
-                c = g.create_group("calibrated")
-                for stat, v in calibrated[k].items():
-                    c.attrs[stat] = json.dumps(v) if isinstance(v, dict) else v
             for pipe, stats in report["pipelines"].items():
                 p = g.create_group(pipe)
                 for stat, v in stats[k].items():
@@ -99,16 +88,10 @@ def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = 
         if missing:
             raise RunFolderError(f"cannot summarise {folder.root}: potential members not finished: {', '.join(missing)}")
         scalars = {s.id: load_potential_member(s.path(folder)).scalars for s in order}
-    data = {s.id: scalars[s.id] for s in order if not calibration_family(s.pipeline)}
-    calib: dict[str, dict] = {}
-    for s in order:
-        if calibration_family(s.pipeline):
-            calib.setdefault(calibration_family(s.pipeline), {})[s.id] = scalars[s.id]
-    calibration = {"members": calib, "truth": {f: read_truth(folder.calibration_mock(f)).scalars for f in calib}} \
-        if calib else None
+    data = {s.id: scalars[s.id] for s in order}
     _, note = baryon_density(cfg, folder.truth(), cfg.frame.sun())
     truth = folder.truth()
     ids, _ = best_member_ids(list(data))
     nets = [load_potential_member(folder.member("potential", m)).net for m in ids]
     maps = best_maps(nets, truth, cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
-    return write_summary(cfg, folder, data, truth.scalars if truth else None, note, timing, (maps, ids), calibration)
+    return write_summary(cfg, folder, data, truth.scalars if truth else None, note, timing, (maps, ids))
