@@ -26,7 +26,7 @@ from .data.prepare import prepare_sample
 from .data.runfolder import RunFolder
 from .ensemble.plan import STAGES, format_plan, plan_rows
 from .ensemble.schedule import format_prediction, load_costs, simulate
-from .ensemble.statistics import format_final, format_pipelines, format_table
+from .ensemble.statistics import format_summary
 from .ensemble.summary import summarize
 from .errors import DpotError, DpotWarning
 from .models.device import pick_device
@@ -130,14 +130,7 @@ def run(config_path, overrides, quiet, verbose):
     summary = run_driver(cfg, verbosity=_verbosity(quiet, verbose))
     if summary is None:  # ranks other than 0
         return
-    click.echo(f"\nBest estimate: median over the {summary['best_from']} members, +- the pipelines' 16-84 "
-               "half-widths in quadrature\n(accelerations in heliocentric axes, x towards the Galactic centre):")
-    click.echo(format_table(summary["best"], summary["truth"]))
-    if summary["final"]["a_x"]["how"] != "raw":
-        click.echo(f"\nReported ({summary['final']['a_x']['how']}; raw = the median above):")
-        click.echo(format_final(summary["final"], summary["best"], summary["truth"]))
-    click.echo("\nPer pipeline (median +- 16-84 half-width):")
-    click.echo(format_pipelines(summary["pipelines"]))
+    click.echo("\n" + format_summary(summary))
     folder = RunFolder.of(cfg)
     click.echo(f"\nwritten: {folder.summary_json}, {folder.summary_h5}")
     _auto_report(folder.root)
@@ -178,8 +171,7 @@ def summary(config_path, overrides):
     Creates nothing else: a folder whose members are not finished is an error."""
     cfg = load_config(config_path, overrides)
     s = summarize(cfg, RunFolder.of(cfg))
-    click.echo(format_table(s["best"], s["truth"]))
-    click.echo(format_pipelines(s["pipelines"]))
+    click.echo(format_summary(s))
     _auto_report(RunFolder.of(cfg).root)
 
 

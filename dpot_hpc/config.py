@@ -154,31 +154,35 @@ class MockSection(Section):
 
 
 class EnsembleSection(Section):
-    df_seed: Int = _field(1, ge=1, help="flows on the data with different seeds; their median is the best-fit DF")
-    df_seed_potentials: StrictBool = _field(True, help="also train one potential on each single df_seed flow: the best "
-                                                       "estimate when potential_seed is 0, and the DF's share of the band")
-    potential_seed: Int = _field(0, ge=0, help="potentials with different seeds on the best-fit DF (the best estimate when > 0)")
+    df_seed: Int = _field(0, ge=0, help="flows on the data with different seeds (with the bootstrap flows, their mean is "
+                                        "the best-fit DF)")
+    df_seed_potentials: StrictBool = _field(True, help="also train one potential on each single df_seed flow (the "
+                                                       "training noise in the band when there are fewer than 2 bootstrap members)")
+    potential_seed: Int = _field(1, ge=0, help="potentials with different seeds on the best-fit DF (the best estimate when > 0)")
     obs_noise: Int = _field(0, ge=0, help="flows on data with added noise from the quoted errors, each with a potential "
                                           "(gaia format), per level of obs_noise_levels")
     obs_noise_levels: list[Annotated[float, Field(gt=0)]] = _field(
         [1.0], help="variances of the added noise in units of the quoted errors' (1 = the errors once more); with two "
                     "or more levels every scalar is extrapolated to zero noise (SIMEX: value at -1, docs/method.md)",
         expect="a list of positive numbers")
-    bootstrap: Int = _field(2, ge=0, help="flows on bootstrap resamples of the stars, each with a potential (the data's "
-                                          "sampling noise in the band; with df_seed members the best estimate)")
+    bootstrap: Int = _field(4, ge=0, help="flows on bootstrap resamples of the stars, each with a potential: their spread "
+                                          "is the DF's share of the band (the data's sampling and the flows' training "
+                                          "noise); with the df_seed flows, their mean is the best-fit DF")
     x0_v0: Int = _field(0, ge=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
 
 
 class DFSection(Section):
-    transforms: Int = _field(6, ge=1, le=64, help="affine autoregressive transforms in each flow")
+    transforms: Int = _field(6, ge=1, le=64, help="autoregressive transforms in each flow")
+    components: Int = _field(2, ge=0, le=16, help="monotone tanh steps per coordinate in each transform, after its "
+                                                 "affine map (0 = affine MAF; docs/method.md, 'DF: flows')")
     hidden: Widths = _field([128, 128], help="hidden layer widths of each transform's MADE network", expect=WIDTHS)
     batch_size: Int = _field(2048, ge=16, help="stars per optimisation step")
-    max_epochs: Int = _field(50, ge=1, help="upper bound on passes over the training stars")
+    max_epochs: Int = _field(30, ge=1, help="upper bound on passes over the training stars")
     learning_rate: Float = _field(3e-3, ge=1e-6, le=1.0, help="initial Adam learning rate (cosine-decayed)")
     clip_grad_norm: Float = _field(1.0, ge=0.0, help="clip the gradient norm of each step at this value")
     weight_decay: Float = _field(0.0, ge=0.0, help="AdamW weight decay")
     validation_fraction: Float = _field(0.1, ge=0.01, le=0.5, help="shuffled stars held out for early stopping")
-    patience: Int = _field(50, ge=1, help="epochs without validation improvement before stopping (the gradients "
+    patience: Int = _field(30, ge=1, help="epochs without validation improvement before stopping (the gradients "
                                            "keep improving after the validation loss levels off: docs/recovery.md)")
     checkpoint_every_epochs: Int = _field(1, ge=1, help="epochs between checkpoints")
 
@@ -192,13 +196,17 @@ class CacheSection(Section):
 class PotentialSection(Section):
     hidden: Widths = _field([128, 128, 128], help="hidden layer widths of the Phi(x) MLP (SiLU)", expect=WIDTHS)
     phi_scale_kms2: Float = _field(1.0e4, "(km/s)^2", ge=1.0, help="output scale of the network")
-    steps: Int = _field(3000, ge=1, help="optimisation steps")
+    steps: Int = _field(1500, ge=1, help="optimisation steps")
     batch_size: Int = _field(2048, ge=16, help="cache points per step")
     penalty_points: Int = _field(256, ge=1, help="cache points per step (of the batch) where the negative-density penalty is evaluated")
-    learning_rate: Float = _field(2e-3, ge=1e-6, le=1.0, help="initial Adam learning rate of Phi (cosine-decayed)")
+    learning_rate: Float = _field(6e-3, ge=1e-6, le=1.0, help="initial Adam learning rate of Phi (cosine-decayed)")
     omega_learning_rate: Float = _field(0.2, "km/s/kpc", ge=0.0, help="Adam step size of Omega_p")
     omega_init_kms_kpc: Float = _field(20.0, "km/s/kpc", help="starting value of Omega_p")
     fixed_omega_kms_kpc: Float | None = _field(None, "km/s/kpc", help="fix Omega_p (0 = static) instead of fitting it")
+    weighting: Literal["grad_v", "none"] = _field(
+        "grad_v", help="grad_v: each point's CBE residual divided by |grad_v ln f| (times its median over the cache), "
+                       "so the steep parts of the DF, where the flows err most, do not dominate the fit; none: the "
+                       "reference loss (docs/method.md)")
     alpha: Float = _field(0.05, "kpc/(km/s)", ge=0.0, help="residual softening of the loss: asinh(alpha|r|)/alpha")
     beta: Float = _field(1.0e-3, "kpc^2/(km/s)^2", ge=0.0, help="softening of the negative-density penalty")
     lam: Float = _field(1.0, ge=0.0, help="weight lambda of the negative-density penalty")
@@ -224,7 +232,7 @@ SECTION_HELP = {
     "frame": "the Sun's Galactocentric position and velocity (astropy v4.0 defaults)",
     "mock": "the built-in exactly stationary mock galaxy (used when catalogue.path is null)",
     "ensemble": "members per uncertainty pipeline (0 switches one off); see README, 'Ensembles'",
-    "df": "DF stage: normalizing flows (masked autoregressive, affine, SiLU) fitted to the stars",
+    "df": "DF stage: normalizing flows (masked autoregressive, affine + monotone tanh steps, SiLU) fitted to the stars",
     "cache": "gradient cache: points drawn from the flows, with the median of their ln f gradients",
     "potential": "potential stage: Phi(x) network + Omega_p fitted to the CBE in the rotating frame",
     "summary": "the reported scalars (docs/method.md, Figure 6 of the paper)",
@@ -325,8 +333,12 @@ def _cross_check(cfg: Config) -> list[str]:
     e, s = cfg.ensemble, cfg.summary
     if e.obs_noise > 0 and cfg.catalogue.format != "gaia":
         out.append("ensemble.obs_noise: needs catalogue.format: gaia (noise is drawn in observable space)")
-    if e.potential_seed + e.obs_noise + e.bootstrap + e.x0_v0 == 0 and not e.df_seed_potentials:
-        out.append("ensemble: no potential member: set potential_seed, x0_v0, obs_noise, bootstrap > 0 or df_seed_potentials: true")
+    if e.potential_seed + e.obs_noise + e.bootstrap + e.x0_v0 == 0 and not (e.df_seed_potentials and e.df_seed):
+        out.append("ensemble: no potential member: set potential_seed, x0_v0, obs_noise, bootstrap > 0 or df_seed > 0 "
+                   "with df_seed_potentials: true")
+    if e.potential_seed + e.x0_v0 > 0 and e.df_seed + e.bootstrap == 0:
+        out.append("ensemble: potential_seed and x0_v0 train on the best-fit DF, the mean of the df_seed and bootstrap "
+                   "flows: set df_seed or bootstrap > 0")
     if s.shell_r_min_kpc >= s.shell_r_max_kpc:
         out.append("summary.shell_r_min_kpc: must be smaller than summary.shell_r_max_kpc")
     if s.shell_r_max_kpc > cfg.catalogue.r_max_kpc:

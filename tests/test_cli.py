@@ -97,7 +97,7 @@ def test_incompatible_config_is_refused(tiny_run):
 
 def test_bad_config_stops_before_any_work(tmp_path):
     p = dpot("run", "--set", f"run.dir={tmp_path / 'r'}", "--set", "ensemble.df_seed=-1", cwd=tmp_path)
-    assert p.returncode != 0 and "ensemble.df_seed: expected a value in [1, inf]" in p.stderr
+    assert p.returncode != 0 and "ensemble.df_seed: expected a value in [0, inf]" in p.stderr
     assert not (tmp_path / "r").exists()
 
 

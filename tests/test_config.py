@@ -29,7 +29,7 @@ def test_overrides_are_typed():
         ("df.max_epoch=2", r"df\.max_epoch: unknown key"),
         ("dff.max_epochs=2", r"dff: unknown key"),
         ("df.max_epochs=two", r"df\.max_epochs: expected an integer, got 'two'"),
-        ("ensemble.df_seed=0", r"ensemble\.df_seed: expected a value in \[1, inf\]"),
+        ("ensemble.df_seed=-1", r"ensemble\.df_seed: expected a value in \[0, inf\]"),
         ("ensemble.obs_noise=2", r"ensemble\.obs_noise: needs catalogue\.format: gaia"),
         ("ensemble.df_seed_potentials=1", r"ensemble\.df_seed_potentials: expected true or false"),
         ("catalogue.r_max_kpc=-1", r"catalogue\.r_max_kpc: expected a value in \[0\.05, 10\.0\] \(kpc\)"),

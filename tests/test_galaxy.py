@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from dpot_hpc.constants import LAPLACIAN_TO_RHO_MSUN_PC3, MSUN_PER_KPC3_TO_MSUN_PER_PC3
@@ -69,18 +70,22 @@ def test_potential_fields_forward_laplacian_matches_autograd():
     assert torch.allclose(lap, lap_ad, rtol=1e-10, atol=1e-8)
 
 
-def test_flow_sampling_inverts_the_density_map():
-    """from_base inverts to_base, and samples land inside the selection ball."""
+@pytest.mark.parametrize("components", [0, 3])
+def test_flow_sampling_inverts_the_density_map(components):
+    """from_base inverts to_base (affine and monotone-step transforms), to_base's ln|det| is that of
+    its Jacobian, and samples land inside the selection ball."""
     from dpot_hpc.models.flows import Flow
 
     torch.manual_seed(1)
-    flow = Flow(3, [16, 16], order_seed=4, r_max_kpc=1.0).double()
+    flow = Flow(3, [16, 16], order_seed=4, r_max_kpc=1.0, components=components).double()
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.2 * torch.randn_like(p))
     u = torch.randn(200, 6, dtype=torch.float64)
     z = flow.from_base(u)
-    back, _ = flow.to_base(z)
+    back, logdet = flow.to_base(z)
     assert torch.allclose(back, u, atol=1e-9)
+    jac = torch.autograd.functional.jacobian(lambda p: flow.to_base(p[None])[0][0], z[0])
+    assert torch.logdet(jac).item() == pytest.approx(logdet[0].item(), rel=1e-10, abs=1e-10)
     w = flow.sample(300, torch.Generator().manual_seed(0))
     assert (torch.linalg.vector_norm(w[:, :3], dim=-1) < 1.0).all()

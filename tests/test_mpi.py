@@ -144,7 +144,7 @@ def test_report_matches_numpy():
     rng = np.random.default_rng(0)
     members = {f"{p}-{i:03d}": {k: float(rng.normal()) for k in SCALARS}
                for p, n in (("potential_seed", 7), ("bootstrap", 5), ("x0_v0", 1)) for i in range(n)}
-    rep = ensemble_report(members)
+    rep = ensemble_report(members, n_averaged=5)
     for pipe, n in (("potential_seed", 7), ("bootstrap", 5)):
         for k in SCALARS:
             v = [members[f"{pipe}-{i:03d}"][k] for i in range(n)]
@@ -152,8 +152,16 @@ def test_report_matches_numpy():
             st = rep["pipelines"][pipe][k]
             assert st["median"] == p50 and st["p16"] == p16 and st["half_width"] == (p84 - p16) / 2
             assert st["sigma"] == pytest.approx(np.std(v, ddof=1), rel=1e-12)
+    from scipy import stats
+
     for k in SCALARS:
-        sig = [np.std([members[f"{p}-{i:03d}"][k] for i in range(n)], ddof=1) for p, n in (("potential_seed", 7), ("bootstrap", 5))]
-        assert rep["best"][k]["combined_half_width"] == pytest.approx(np.hypot(*sig), rel=1e-12)
-        assert rep["best"][k]["median"] == rep["pipelines"]["potential_seed"][k]["median"]
+        # the band: the bootstrap members' spread (the data's sampling and the flows' training noise), of
+        # which the median over potentials on a cache of 5 flows keeps the sampling part and a fifth of
+        # the rest: sigma sqrt(1 + 1/5); Student's t quantiles with 5 - 1 degrees of freedom
+        sig = np.std([members[f"bootstrap-{i:03d}"][k] for i in range(5)], ddof=1) * np.sqrt(1 + 1 / 5)
+        b = rep["best"][k]
+        assert b["uncertainty"] == pytest.approx(sig, rel=1e-12) and b["dof"] == 4 and list(b["terms"]) == ["df"]
+        assert b["half_width_68"] == pytest.approx(stats.t.ppf(0.5 + 0.682689492137086 / 2, 4) * sig, rel=1e-9)
+        assert b["half_width_95"] == pytest.approx(stats.t.ppf(0.975, 4) * sig, rel=1e-9)
+        assert b["median"] == rep["pipelines"]["potential_seed"][k]["median"]
 

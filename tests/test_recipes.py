@@ -28,7 +28,7 @@ def test_dockerfile_passes_hadolint():
 
 
 def test_shell_scripts_and_rendered_slurm_jobs_pass_shellcheck(tmp_path):
-    cfg = load_config(None, [f"run.dir={tmp_path / 'run'}", "ensemble.bootstrap=2"])
+    cfg = load_config(None, [f"run.dir={tmp_path / 'run'}", "ensemble.df_seed=3", "ensemble.bootstrap=2"])
     (tmp_path / "run").mkdir()
     scripts = [p for _, p in render(cfg, SlurmOptions(account="acc", partition="gpu", gpus_per_task=1,
                                                        max_parallel=4, container="dpot.sif"))]

@@ -30,7 +30,7 @@ from dpot_hpc.report.html import DIGITS
 from dpot_hpc.report.projections import project
 
 TINY = ["mock.n_stars=4000", "ensemble.df_seed=2", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=2",
-        "df.batch_size=512", "cache.n_points=3000", "ensemble.potential_seed=2", "ensemble.bootstrap=1",
+        "df.batch_size=512", "cache.n_points=3000", "ensemble.potential_seed=2", "ensemble.bootstrap=2",
         "potential.hidden=[16, 16]", "potential.steps=30", "potential.batch_size=256",
         "potential.penalty_points=32", "summary.grid_spacing_kpc=0.05", "run.threads=1", "run.processes=1", "ensemble.df_seed_potentials=false"]
 
@@ -142,14 +142,16 @@ def test_index_numbers_equal_summary_json(tiny_run):
         elif stat == "truth":
             want = summary["truth"][q]
         elif stat == "error":
-            want = summary["best"][q]["median"] - summary["truth"][q]
-        else:
+            want = summary["final"][q]["value"] - summary["truth"][q]
+        elif stat in ("median", "n"):
             want = summary["best"][q][stat]
+        else:
+            want = summary["final"][q][stat]
         # DIGITS significant digits: the shown number is within half a unit of the last digit
         assert float(text) == pytest.approx(want, rel=0.5 * 10 ** (1 - DIGITS), abs=1e-300), (pipe, q, stat, text, want)
         seen += 1
     n_pipes = len(summary["pipelines"])
-    assert seen == len(SCALARS) * (5 + 2) + len(SCALARS) * 2 * n_pipes  # best (+ truth, error) and pipelines
+    assert seen == len(SCALARS) * (6 + 2) + len(SCALARS) * 2 * n_pipes  # reported (+ truth, error) and pipelines
     assert n_pipes == 2
 
 
@@ -306,6 +308,7 @@ def test_index_opens_in_headless_chromium(tiny_run, tmp_path):
     summary = json.loads(folder.summary_json.read_text())
     for k in SCALARS:
         assert f"{summary['best'][k]['median']:.{DIGITS}g}" in state["text"], k
+        assert f"{summary['final'][k]['value']:.{DIGITS}g}" in state["text"], k
     w, h = png_size(shot)
     assert w == 1400 and h > 2000
     print(f"screenshot: {shot}")

@@ -161,7 +161,7 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
 def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor) -> Path:
     """Train (or resume, or skip if done) one DF member on stars (N, 6); returns its file."""
     cfg = ctx.cfg
-    arch = {"transforms": cfg.df.transforms, "hidden": json.dumps(list(cfg.df.hidden)),
+    arch = {"transforms": cfg.df.transforms, "components": cfg.df.components, "hidden": json.dumps(list(cfg.df.hidden)),
             "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
 
     def train(seed, checkpoint, resume, log) -> Trained:
@@ -178,7 +178,8 @@ def load_flow(path: Path) -> Flow:
     with h5py.File(path, "r") as f:
         if f.attrs.get("kind") != "df" or f.attrs.get("status") != "done":
             raise MemberFileError(f"{path} is not a finished DF member")
-        df = DFSection(transforms=int(f.attrs["transforms"]), hidden=json.loads(f.attrs["hidden"]))
+        df = DFSection(transforms=int(f.attrs["transforms"]), components=int(f.attrs["components"]),
+                       hidden=json.loads(f.attrs["hidden"]))
         flow = build_flow(df, int(f.attrs["seed"]), float(f.attrs["r_max_kpc"]))
         flow.load_state_dict(load_tree(f["model"]))
     return flow.eval()

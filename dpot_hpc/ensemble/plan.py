@@ -1,11 +1,12 @@
 """The ensemble plan: which members exist, what each one reads and writes, and in which stage.
 
 Pipelines (docs/method.md, "Uncertainty pipelines"), sizes in the config's ``ensemble`` section:
-  df_seed         N flows on the prepared sample; their median is the best-fit DF
-                  (with ensemble.df_seed_potentials, also one potential on each single flow)
+  df_seed         N flows on the prepared sample (with ensemble.df_seed_potentials, also one potential
+                  on each single flow)
+  bootstrap       flows on stars resampled with replacement, each with a potential
+                  (the mean of the df_seed and bootstrap flows is the best-fit DF: a bagged DF)
   potential_seed  potentials on the best-fit DF (the best estimate is their median)
   obs_noise       flows on samples re-prepared with Gaussian noise from the quoted errors, each with a potential
-  bootstrap       flows on stars resampled with replacement, each with a potential
   x0_v0           potentials on the best-fit DF with R0, z_sun and v_sun drawn from their uncertainties
 Stages: df -> cache -> potential -> summary; members of one stage are independent.
 """
@@ -93,9 +94,10 @@ def potential_members(cfg: Config) -> list[MemberSpec]:
 
 
 def cache_flows(cfg: Config, cache: MemberSpec) -> list[MemberSpec]:
-    """The DF members a cache is built from: all df_seed flows for the best fit, else its own flow."""
+    """The DF members a cache is built from: for the best fit every flow on the data or on a bootstrap
+    resample of it (df_seed and bootstrap; their mean is a bagged DF), else the cache's own flow."""
     if cache == BEST_FIT:
-        return [MemberSpec("df", "df_seed", i) for i in range(cfg.ensemble.df_seed)]
+        return [s for s in df_members(cfg) if s.pipeline in ("df_seed", "bootstrap")]
     return [MemberSpec("df", cache.pipeline, cache.index)]
 
 

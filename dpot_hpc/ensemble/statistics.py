@@ -3,6 +3,8 @@ scalar, the best estimate and its combined uncertainty, and plain-text tables of
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..physics.scalars import SCALARS
@@ -41,13 +43,76 @@ def best_member_ids(member_ids: list[str]) -> tuple[list[str], str]:
     return list(member_ids), "all members"
 
 
-def ensemble_report(member_scalars: dict[str, dict[str, float]]) -> dict:
-    """Per pipeline and scalar: median, 16th/84th percentiles and half-width over its members.
+#: Pipelines whose members each train their own flow on the data (df_seed) or on a bootstrap resample of
+#: it, with their own potential: their spread is the DF's share of the band.
+FLOW_PIPELINES = ("df_seed", "bootstrap")
 
-    best: the median over the best-estimate members (``best_member_ids``), with
-    ``combined_half_width`` = the pipelines' sample standard deviations added in quadrature
-    (pipelines with a single member contribute nothing, and the obs_noise pipelines at extra noise
-    levels, obs_noise_x<lambda>, only feed ``simex``).
+
+def student_t_quantile(p: float, dof: float) -> float:
+    """The p-quantile (0.5 < p < 1) of Student's t distribution with ``dof`` degrees of freedom, by
+    bisection on its CDF (Simpson's rule on the density; 1e-7 absolute); the normal quantile for
+    dof = inf."""
+    if not 0.5 < p < 1.0:
+        raise ValueError(f"p must lie in (0.5, 1), got {p}")
+
+    def cdf_above_half(x: float) -> float:  # P(0 < T < x)
+        if math.isinf(dof):
+            return 0.5 * math.erf(x / math.sqrt(2.0))
+        c = math.exp(math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2)) / math.sqrt(dof * math.pi)
+        n = 2000
+        t = np.linspace(0.0, x, n + 1)
+        f = c * (1.0 + t * t / dof) ** (-(dof + 1) / 2)
+        return float((x / n / 3) * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum()))
+
+    lo, hi = 0.0, 1.0
+    while cdf_above_half(hi) < p - 0.5:
+        hi *= 2.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if cdf_above_half(mid) < p - 0.5 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+#: Two-sided coverages of the reported bands and the one-sided quantile each takes.
+BANDS = {"68": 0.5 + 0.6826894921370859 / 2, "95": 0.975}
+
+
+def band_terms(pipelines: dict[str, dict[str, dict[str, float]]], k: str, n_averaged: int) -> tuple[dict, int]:
+    """({term: standard deviation}, degrees of freedom) of the best estimate of scalar k.
+
+    - ``df``: the DF's sampling and training noise. The sample standard deviation s of the bootstrap
+      members (each a flow on a resample of the stars and its own potential: the data's sampling
+      noise and the training noise), or of the df_seed members when there are fewer than two
+      bootstrap members (then the sampling noise is missing: training noise only). The best
+      estimate averages ``n_averaged`` flows' worth of training noise but keeps the data's own
+      sampling noise, so its standard deviation is at most s sqrt(1 + 1/n_averaged).
+    - ``x0_v0``: the spread of the members with drawn solar parameters (not averaged away).
+    - ``obs_noise``: the spread of the members on re-noised data (the observational noise).
+    The degrees of freedom are those of the df term (members - 1), else of the largest term.
+    """
+    terms, dof = {}, {}
+    flow_pipe = "bootstrap" if pipelines.get("bootstrap", {}).get(k, {}).get("n", 0) > 1 else "df_seed"
+    st = pipelines.get(flow_pipe, {}).get(k)
+    if st and st["n"] > 1:
+        terms["df"] = st["sigma"] * math.sqrt(1.0 + 1.0 / max(1, n_averaged))
+        dof["df"] = st["n"] - 1
+    for pipe in ("x0_v0", "obs_noise"):
+        st = pipelines.get(pipe, {}).get(k)
+        if st and st["n"] > 1:
+            terms[pipe], dof[pipe] = st["sigma"], st["n"] - 1
+    if not terms:
+        return {}, 0
+    main = "df" if "df" in terms else max(terms, key=terms.get)
+    return terms, dof[main]
+
+
+def ensemble_report(member_scalars: dict[str, dict[str, float]], n_averaged: int = 1) -> dict:
+    """Per pipeline and scalar: median, 16th/84th percentiles, half-width and sample standard deviation
+    over its members; ``best``: the median over the best-estimate members (``best_member_ids``) and its
+    uncertainty (``band_terms``; ``n_averaged``: flows the best estimate averages over): ``uncertainty``
+    (the terms in quadrature), ``terms``, ``dof`` and the half-widths of the 68% and 95% bands, Student's
+    t quantiles of that many degrees of freedom times the uncertainty (wide for few members, as it must be).
+    The obs_noise pipelines at extra noise levels (obs_noise_x<lambda>) only feed ``simex``.
     """
     by_pipe: dict[str, dict[str, list[float]]] = {}
     for mid, sc in member_scalars.items():
@@ -57,29 +122,21 @@ def ensemble_report(member_scalars: dict[str, dict[str, float]]) -> dict:
     pipelines = {p: ensemble_summary(v) for p, v in sorted(by_pipe.items())}
     ids, best_from = best_member_ids(list(member_scalars))
     best = ensemble_summary({k: [member_scalars[m][k] for m in ids] for k in SCALARS})
-    in_band = [p for p in pipelines if not p.startswith("obs_noise_x")]  # extra-noise levels only feed SIMEX
     for k in SCALARS:
-        hw = [pipelines[p][k]["sigma"] for p in in_band if pipelines[p][k]["n"] > 1]
-        best[k]["combined_half_width"] = float(np.sqrt(np.sum(np.square(hw)))) if hw else 0.0
+        terms, dof = band_terms(pipelines, k, n_averaged)
+        best[k].update(uncertainty(terms, dof))
     return {"pipelines": pipelines, "best": best, "best_from": best_from}
 
 
-def format_table(best: dict[str, dict[str, float]], truth: dict[str, float] | None = None,
-                 spread: str = "combined_half_width") -> str:
-    """A plain-text table of recovered values (median +- spread), with truth and error if given."""
-    head = f"{'quantity':10s} {'unit':10s} {'recovered':>10s} {'+-':>8s}"
-    if truth:
-        head += f" {'truth':>10s} {'error':>9s} {'rel.err':>8s}"
-    lines = [head, "-" * len(head)]
-    for k, unit in SCALARS.items():
-        s = best[k]
-        line = f"{k:10s} {unit:10s} {s['median']:10.4f} {s.get(spread, s['half_width']):8.4f}"
-        if truth and k in truth:
-            d = s["median"] - truth[k]
-            rel = d / truth[k] if truth[k] != 0 else float("nan")
-            line += f" {truth[k]:10.4f} {d:+9.4f} {rel:+8.1%}"
-        lines.append(line)
-    return "\n".join(lines)
+def uncertainty(terms: dict[str, float], dof: int) -> dict:
+    """The standard deviation (the terms in quadrature), the terms, dof and the 68% and 95% half-widths
+    (Student's t quantiles times the standard deviation); no term at all (a single member): 0 and
+    infinite half-widths, since nothing was measured."""
+    sigma = float(np.sqrt(np.sum(np.square(list(terms.values()))))) if terms else 0.0
+    out = {"uncertainty": sigma, "terms": terms, "dof": dof}
+    for name, p in BANDS.items():
+        out[f"half_width_{name}"] = student_t_quantile(p, dof) * sigma if dof > 0 else math.inf
+    return out
 
 
 def format_pipelines(pipelines: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -92,23 +149,20 @@ def format_pipelines(pipelines: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-#: The 95% band as a multiple of the 68% half-width (Gaussian errors; the coverage benchmark checks it).
-Z95 = 1.96
-
-
 def simex(best: dict, levels: dict[float, list[dict[str, float]]]) -> dict:
     """Simulation-extrapolation to zero observational noise (Cook & Stefanski 1994): the best estimate
     (added noise 0) and the medians of the obs_noise members at each added-noise level lambda (variance
     lambda times the quoted errors'), a straight line fitted by least squares, its value at
-    lambda = -1 (no noise at all). Uncertainty: the points' own (the data's combined band; sample
-    standard deviation / sqrt(n) of a level's members, or the data's band for a single member)
-    propagated through the fit's weights. Returns {scalar: {value, correction, uncertainty, points}}."""
+    lambda = -1 (no noise at all). Uncertainty: the points' own (the best estimate's band terms other
+    than obs_noise; sample standard deviation / sqrt(n) of a level's members, or the best estimate's for
+    a single member) propagated through the fit's weights. Returns {scalar: {value, correction,
+    uncertainty, points}}."""
     lam = np.array([0.0, *sorted(levels)])
     design = np.stack([np.ones_like(lam), lam], axis=1)
     weights = np.array([1.0, -1.0]) @ np.linalg.pinv(design)  # s(-1) = weights . s
     out = {}
     for k in SCALARS:
-        stat = best[k]["combined_half_width"]
+        stat = math.hypot(*[v for t, v in best[k]["terms"].items() if t != "obs_noise"], 0.0)
         points, var = [best[k]["median"]], [stat**2]
         for lv in sorted(levels):
             vals = np.array([m[k] for m in levels[lv]])
@@ -122,30 +176,47 @@ def simex(best: dict, levels: dict[float, list[dict[str, float]]]) -> dict:
 
 
 def final_estimate(best: dict, simexed: dict | None) -> dict:
-    """The reported value of every scalar with its 68% and 95% half-widths: the SIMEX value when the run
-    extrapolates to zero noise, else the raw best estimate; ``how`` says which."""
+    """The reported value of every scalar with its uncertainty and 68% and 95% half-widths: the SIMEX
+    value (its uncertainty in place of the df and obs_noise terms) when the run extrapolates to zero
+    noise, else the raw best estimate; ``how`` says which."""
     out = {}
     for k in SCALARS:
+        b = best[k]
         if simexed:
-            v, h, how = simexed[k]["value"], simexed[k]["uncertainty"], "SIMEX"
+            terms = {"simex": simexed[k]["uncertainty"], **{t: v for t, v in b["terms"].items() if t not in ("df", "obs_noise")}}
+            out[k] = {"value": simexed[k]["value"], **uncertainty(terms, b["dof"]), "how": "SIMEX"}
         else:
-            v, h, how = best[k]["median"], best[k]["combined_half_width"], "raw"
-        out[k] = {"value": v, "half_width_68": h, "half_width_95": Z95 * h, "how": how}
+            out[k] = {"value": b["median"], **{f: b[f] for f in ("uncertainty", "terms", "dof", "half_width_68", "half_width_95")},
+                      "how": "raw"}
     return out
 
 
 def format_final(final: dict, best: dict, truth: dict[str, float] | None = None) -> str:
-    """The reported values: raw median, final value +- 68% and 95% half-widths, and the truth if known."""
-    head = f"{'quantity':10s} {'unit':10s} {'raw':>9s} {'reported':>10s} {'+-68%':>8s} {'+-95%':>8s}"
+    """The reported values: raw median, reported value +- the 68% and 95% half-widths (with the degrees
+    of freedom of their t quantiles), and the truth and the error in units of the 68% band if known."""
+    head = f"{'quantity':10s} {'unit':10s} {'raw':>9s} {'reported':>10s} {'+-68%':>8s} {'+-95%':>8s} {'dof':>4s}"
     if truth:
         head += f" {'truth':>9s} {'error':>9s} {'err/68%':>8s}"
     lines = [head, "-" * len(head)]
     for k, unit in SCALARS.items():
         f = final[k]
         line = (f"{k:10s} {unit:10s} {best[k]['median']:9.4f} {f['value']:10.4f} {f['half_width_68']:8.4f} "
-                f"{f['half_width_95']:8.4f}")
+                f"{f['half_width_95']:8.4f} {f['dof']:4d}")
         if truth and k in truth:
             d = f["value"] - truth[k]
-            line += f" {truth[k]:9.4f} {d:+9.4f} {d / f['half_width_68'] if f['half_width_68'] else float('inf'):+8.2f}"
+            h = f["half_width_68"]
+            line += f" {truth[k]:9.4f} {d:+9.4f} {d / h if 0 < h < math.inf else float('nan'):+8.2f}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def format_summary(summary: dict) -> str:
+    """What ``dpot-hpc run`` and ``summary`` print: the reported values with their bands, then every
+    pipeline's median and 16-84 half-width."""
+    how = summary["final"]["a_x"]["how"]
+    text = (f"Best estimate: median over the {summary['best_from']} members"
+            + (", extrapolated to zero observational noise (SIMEX)" if how == "SIMEX" else "")
+            + ";\nbands: Student's t quantiles (dof) times the combined standard deviation (docs/method.md);\n"
+              "accelerations in heliocentric axes (x towards the Galactic centre):\n")
+    text += format_final(summary["final"], summary["best"], summary["truth"])
+    return text + "\n\nPer pipeline (median +- 16-84 half-width):\n" + format_pipelines(summary["pipelines"])

@@ -1,6 +1,8 @@
 """The run's summary: every potential member's scalars gathered into summary.json and summary.h5.
 
-summary.json: ``best`` (per quantity: median, p16, p84, half_width, n, combined_half_width),
+summary.json: ``best`` (per quantity: median, p16, p84, half_width, sigma and n of its members, and the
+median's uncertainty, terms, dof, half_width_68, half_width_95; ``ensemble.statistics``), ``final``
+(the reported value with its uncertainty and bands),
 ``best_from``, ``pipelines`` (the same statistics per pipeline), ``units``, ``truth`` (mock only),
 ``members`` (every potential member's scalars), ``timing_s`` and ``settings`` (shell, arc, grid,
 baryon model, axes). summary.h5: one group per quantity with the best-estimate statistics, ``unit``
@@ -21,8 +23,15 @@ from ..data.runfolder import RunFolder, RunFolderError
 from ..physics.scalars import SCALARS
 from .maps import best_maps, write_maps
 from .members import baryon_density, load_potential_member, verified
-from .plan import noise_level, potential_members
+from .plan import BEST_FIT, cache_flows, noise_level, potential_members
 from .statistics import best_member_ids, ensemble_report, final_estimate, pipeline_of, simex
+
+
+def averaged_flows(cfg: Config, member_ids: list[str]) -> int:
+    """How many flows the best estimate averages over: the best-fit DF's when it is the median over
+    potential_seed members, else the number of members it is the median over."""
+    ids, best_from = best_member_ids(member_ids)
+    return len(cache_flows(cfg, BEST_FIT)) if best_from == "potential_seed" else len(ids)
 
 
 def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict], truth: dict | None,
@@ -34,7 +43,7 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
     timing: wall seconds per stage of this invocation (and the rank count), reported as is.
     maps: (``ensemble.maps.best_maps``'s fields, the ids of the members they come from), or None.
     """
-    report = ensemble_report(member_scalars)
+    report = ensemble_report(member_scalars, averaged_flows(cfg, list(member_scalars)))
     levels: dict[float, list] = {}
     for m, sc in member_scalars.items():
         if noise_level(pipeline_of(m)):
@@ -63,7 +72,7 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
             g = f.create_group(k)
             g.attrs["unit"] = unit
             for stat, v in report["best"][k].items():
-                g.attrs[stat] = v
+                g.attrs[stat] = json.dumps(v) if isinstance(v, dict) else v
             if truth:
                 g.attrs["truth"] = truth[k]
             for pipe, stats in report["pipelines"].items():

@@ -32,7 +32,8 @@ class DFTrainState(LoopState):
 
 def build_flow(df: DFSection, seed: int, r_max_kpc: float) -> Flow:
     """A fresh flow whose initial weights depend only on the seed."""
-    return seeded(seed, lambda: Flow(df.transforms, list(df.hidden), order_seed=seed, r_max_kpc=r_max_kpc))
+    return seeded(seed, lambda: Flow(df.transforms, list(df.hidden), order_seed=seed, r_max_kpc=r_max_kpc,
+                                     components=df.components))
 
 
 def train_flow(

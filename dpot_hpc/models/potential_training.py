@@ -1,7 +1,8 @@
 """Training of one potential member: Phi(x) and Omega_p from the CBE residual over a gradient cache.
 
 Loss (docs/method.md): L = ln < asinh(alpha |r|)/alpha + lambda asinh(beta max(-Lap Phi, 0))/beta >,
-r the CBE residual in the frame rotating at Omega_p (km/s/kpc), the Laplacian exact. The
+r the CBE residual in the frame rotating at Omega_p (km/s/kpc), weighted per point by
+``residual_weights`` (``potential.weighting``), the Laplacian exact. The
 negative-density term is evaluated at the first ``penalty_points`` cache points of every batch
 (all of them when penalty_points >= batch_size). Where the Laplacian is needed at half the points
 or more, gradient and Laplacian come from the one-pass propagation ``potential.fields``; with fewer
@@ -52,6 +53,8 @@ def loss_terms(
         grad = torch.cat([grad_pen, grad_rest])
     accel = -grad
     r = residual_heliocentric(x, batch["v"], batch["grad_x"], batch["grad_v"], accel, omega_p.to(x), sun)
+    if "weight" in batch:
+        r = r * batch["weight"]
     a = pot.alpha
     term_r = torch.asinh(a * r.abs()) / a if a > 0 else r.abs()
     neg = torch.relu(-lap)
@@ -59,6 +62,17 @@ def loss_terms(
     term_p = torch.asinh(b * neg) / b if b > 0 else neg
     loss = torch.log(term_r.mean() + pot.lam * term_p.mean() * n_pen / x.shape[0])
     return loss, r.detach().abs(), lap.detach()
+
+
+def residual_weights(grad_v: torch.Tensor) -> torch.Tensor:
+    """Per-point weights m / |grad_v ln f| (m: their median, so the weighted residual keeps the scale of
+    the residual and ``alpha`` its meaning): the residual per unit velocity gradient, an acceleration.
+    A flow's gradient errors grow with the gradient itself (near a DF's velocity edge ln f falls
+    steeply and the flows smooth the fall), and unweighted those points dominate and bias the fit:
+    measured on the built-in mocks, docs/recovery.md. |grad_v ln f| is floored at 1e-3 m."""
+    norm = torch.linalg.vector_norm(grad_v, dim=-1)
+    m = norm.median()
+    return m / norm.clamp(min=1e-3 * float(m))
 
 
 def loss_function(pot: PotentialSection, log: MemberLog | None = None) -> Callable:
@@ -102,6 +116,8 @@ def train_potential(
     checkpoints after the current step and raises Interrupted.
     """
     data = {k: cache[k].to(device=device, dtype=torch.float32) for k in ("x", "v", "grad_x", "grad_v")}
+    if pot.weighting == "grad_v":
+        data["weight"] = residual_weights(data["grad_v"])
     n = data["x"].shape[0]
     phi = build_potential(pot, seed, length_scale_kpc).to(device)
     fixed = pot.fixed_omega_kms_kpc

@@ -1,8 +1,10 @@
 """Figure 1, scalars by pipeline (the paper's Figure 6): one panel per scalar, every member of every
-pipeline as a point, each pipeline's median and 16-84 band, the best estimate with its combined band,
+pipeline as a point, each pipeline's median and 16-84 band, the reported value with its 68% and 95% bands,
 the truth (mock) or published values (real data)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -25,11 +27,12 @@ def plot_scalars(summary: dict, references: tuple[Reference, ...] = ()):
     fig = new_figure(11.0, 1.2 + 0.42 * (len(rows) + 1) * 2)
     axes = fig.subplots(2, 3, sharey=True).ravel()
     for ax, (k, unit) in zip(axes, SCALARS.items()):
-        best = summary["best"][k]
+        best = summary["final"][k]
         y0 = 0
-        ax.fill_betweenx([y0 - 0.35, y0 + 0.35], best["median"] - best["combined_half_width"],
-                         best["median"] + best["combined_half_width"], color="0.75", label="combined band")
-        ax.plot([best["median"]] * 2, [y0 - 0.35, y0 + 0.35], color="k", lw=2)
+        for hw, shade, label in ((best["half_width_95"], "0.88", "95% band"), (best["half_width_68"], "0.7", "68% band")):
+            if math.isfinite(hw):
+                ax.fill_betweenx([y0 - 0.35, y0 + 0.35], best["value"] - hw, best["value"] + hw, color=shade, label=label)
+        ax.plot([best["value"]] * 2, [y0 - 0.35, y0 + 0.35], color="k", lw=2)
         for i, p in enumerate(pipes, start=1):
             st = summary["pipelines"][p][k]
             ax.fill_betweenx([i - 0.3, i + 0.3], st["p16"], st["p84"], color=colors[p], alpha=0.25, lw=0)
@@ -59,7 +62,8 @@ def caption_scalars(summary: dict, references: tuple[Reference, ...] = ()) -> st
     """What the figure shows, in words."""
     text = ("Every potential member as a point, per pipeline (member count in brackets); bars: each "
             "pipeline's median and 16-84 percentile band. Best estimate (top, black): the median over the "
-            f"{summary['best_from']} members, grey band: +- the pipelines' 16-84 half-widths in quadrature. "
+            f"{summary['best_from']} members{' extrapolated to zero noise (SIMEX)' if summary['final']['a_x']['how'] == 'SIMEX' else ''}, "
+            "grey bands: its 68% (dark) and 95% (light) bands. "
             "Accelerations are shell averages in heliocentric axes (x towards the Galactic centre).")
     if summary.get("truth"):
         return text + " Dashed red: the mock's truth."

@@ -40,18 +40,21 @@ def _num(value: float, **attrs: str) -> str:
 
 
 def best_table(summary: dict) -> str:
-    """The best estimate per quantity: median, +- combined, p16, p84, n (and truth, error for a mock)."""
+    """The reported value per quantity: value, +- the 68% and 95% half-widths, the t quantiles' degrees
+    of freedom, the raw median and its member count (and truth, error for a mock)."""
     truth = summary.get("truth") or {}
-    head = "<th>quantity</th><th>unit</th><th>median</th><th>&plusmn; combined</th><th>p16</th><th>p84</th><th>n</th>"
-    head += "<th>truth</th><th>median &minus; truth</th>" if truth else ""
+    head = ("<th>quantity</th><th>unit</th><th>value</th><th>&plusmn; 68%</th><th>&plusmn; 95%</th><th>dof</th>"
+            "<th>raw median</th><th>n</th>")
+    head += "<th>truth</th><th>value &minus; truth</th>" if truth else ""
     rows = []
     for k, unit in SCALARS.items():
-        b = summary["best"][k]
-        cells = [f"<td>{k}</td><td>{escape(unit)}</td>", _num(b["median"], q=k, stat="median"),
-                 _num(b["combined_half_width"], q=k, stat="combined_half_width"), _num(b["p16"], q=k, stat="p16"),
-                 _num(b["p84"], q=k, stat="p84"), f'<td class="num" data-q="{k}" data-stat="n">{b["n"]}</td>']
+        b, f = summary["best"][k], summary["final"][k]
+        cells = [f"<td>{k}</td><td>{escape(unit)}</td>", _num(f["value"], q=k, stat="value"),
+                 _num(f["half_width_68"], q=k, stat="half_width_68"), _num(f["half_width_95"], q=k, stat="half_width_95"),
+                 f'<td class="num" data-q="{k}" data-stat="dof">{f["dof"]}</td>', _num(b["median"], q=k, stat="median"),
+                 f'<td class="num" data-q="{k}" data-stat="n">{b["n"]}</td>']
         if truth:
-            cells += [_num(truth[k], q=k, stat="truth"), _num(b["median"] - truth[k], q=k, stat="error")]
+            cells += [_num(truth[k], q=k, stat="truth"), _num(f["value"] - truth[k], q=k, stat="error")]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table id="best"><tr>{head}</tr>\n' + "\n".join(rows) + "</table>"
 
@@ -102,8 +105,10 @@ def render_index(summary: dict, figures: list[FigureEntry], run_name: str, links
 <p>Run folder <code>{escape(run_name)}</code>, {kind}; dpot-hpc {__version__}. Files: {files}</p>
 <nav>{nav}</nav>
 <h2>Best estimate</h2>
-<p>Median over the {escape(summary['best_from'])} members; &plusmn;: the pipelines' 16-84 half-widths added in
-quadrature. Accelerations: shell averages in heliocentric Galactic axes (x towards the Galactic centre).</p>
+<p>Median over the {escape(summary['best_from'])} members{" extrapolated to zero observational noise (SIMEX)" if summary["final"]["a_x"]["how"] == "SIMEX" else ""};
+&plusmn;: the 68% and 95% bands, Student's t quantiles with dof degrees of freedom times the combined
+standard deviation (docs/method.md). Accelerations: shell averages in heliocentric Galactic axes (x towards
+the Galactic centre).</p>
 {best_table(summary)}
 <h2>Per pipeline</h2>
 <p>Median &plusmn; half the 16-84 percentile range over each pipeline's members.</p>
