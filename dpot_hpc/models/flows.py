@@ -182,14 +182,18 @@ class Flow(nn.Module):
         return z, logdet
 
     def from_base(self, u: torch.Tensor) -> torch.Tensor:
-        """Inverse of to_base (sequential: D passes per transform)."""
+        """Inverse of to_base (sequential: D passes per transform, pass d fixing the coordinate that is
+        d-th in the transform's order, whose conditioner then sees only fixed coordinates)."""
         with torch.no_grad():
             for made in reversed(self.made):
                 x = torch.zeros_like(u)
-                for _ in range(D):
+                for j in made.order.tolist():
                     shift, log_scale, heights, centres, widths = made(x)
-                    y = invert_monotone_steps(u, heights, centres, widths) if made.components else u
-                    x = y * torch.exp(log_scale) + shift
+                    c = slice(j, j + 1)
+                    y = u[..., c]
+                    if made.components:
+                        y = invert_monotone_steps(y, heights[..., c], centres[..., c], widths[..., c])
+                    x[..., c] = y * torch.exp(log_scale[..., c]) + shift[..., c]
                 u = x
         return u
 
