@@ -7,7 +7,7 @@ import numpy as np
 
 from .dfcheck import BinnedComparison
 from .mpl import LogNorm, new_figure
-from .panels import SIGNIFICANCE_LIMIT, colorbar, mesh
+from .panels import SIGNIFICANCE_LIMIT, colorbar, label_projection, mesh
 from .projections import PROJECTIONS
 
 
@@ -27,12 +27,7 @@ def plot_df_check(maps: dict[str, BinnedComparison]):
                   vmin=-SIGNIFICANCE_LIMIT, vmax=SIGNIFICANCE_LIMIT)
         row[2].set_title("(flow - stars) / sigma")
         colorbar(fig, im, row[2], "significance")
-        for ax in row:
-            ax.set_xlabel(proj.xlabel)
-            ax.set_ylabel(proj.ylabel)
-            ax.locator_params(axis="x", nbins=5)
-            if name == "xy":
-                ax.set_aspect("equal")
+        label_projection(row, proj, equal_aspect=name == "xy")
     return fig
 
 

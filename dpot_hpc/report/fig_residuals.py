@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .mpl import new_figure
-from .panels import SIGNIFICANCE_LIMIT, colorbar, mesh, symmetric_limit
+from .panels import SIGNIFICANCE_LIMIT, colorbar, label_projection, mesh, symmetric_limit
 from .projections import PROJECTIONS
 from .residuals import MIN_POINTS_PER_BIN, ResidualMap
 
@@ -25,12 +25,7 @@ def plot_residuals(maps: dict[str, ResidualMap]):
         colorbar(fig, im, col[1], "mean / standard error")
         col[0].set_title("mean CBE residual")
         col[1].set_title("its significance")
-        for ax in col:
-            ax.set_xlabel(proj.xlabel)
-            ax.set_ylabel(proj.ylabel)
-            ax.locator_params(axis="x", nbins=5)
-            if name == "xy":
-                ax.set_aspect("equal")
+        label_projection(col, proj, equal_aspect=name == "xy")
     return fig
 
 

@@ -39,3 +39,14 @@ def colorbar(fig, mappable, ax, label: str):
     cb = fig.colorbar(mappable, ax=ax, shrink=0.9, pad=0.01)
     cb.set_label(label)
     return cb
+
+
+def label_projection(axes, proj, equal_aspect: bool) -> None:
+    """Axis labels of a projection (``projections.Projection``) on each of ``axes``, at most 5 x ticks;
+    equal scales on both axes where ``equal_aspect`` (positions against positions)."""
+    for ax in axes:
+        ax.set_xlabel(proj.xlabel)
+        ax.set_ylabel(proj.ylabel)
+        ax.locator_params(axis="x", nbins=5)
+        if equal_aspect:
+            ax.set_aspect("equal")
