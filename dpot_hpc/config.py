@@ -158,7 +158,7 @@ class EnsembleSection(Section):
                                         "the best-fit DF)")
     df_seed_potentials: StrictBool = _field(True, help="also train one potential on each single df_seed flow (the "
                                                        "training noise in the band when there are fewer than 2 bootstrap members)")
-    potential_seed: Int = _field(1, ge=0, help="potentials with different seeds on the best-fit DF (the best estimate when > 0)")
+    potential_seed: Int = _field(2, ge=0, help="potentials with different seeds on the best-fit DF (the best estimate is their median)")
     obs_noise: Int = _field(0, ge=0, help="flows on data with added noise from the quoted errors, each with a potential "
                                           "(gaia format), per level of obs_noise_levels")
     obs_noise_levels: list[Annotated[float, Field(gt=0)]] = _field(

@@ -246,3 +246,59 @@ def test_lowered_component_has_no_stars_beyond_truncation():
     g = comp.log_g(e)
     assert math.isclose(g[0].item(), math.log(math.expm1(200.0 / 900.0)), rel_tol=1e-14)
     assert g[1] == -math.inf and g[2] == -math.inf
+
+
+# --- the held-out polytropic family -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def polytropic(default_config):
+    return mock_family("heavy_disc_polytropic", default_config.frame.sun(), default_config.catalogue.r_max_kpc)
+
+
+@pytest.fixture(scope="module")
+def polytropic_sample(polytropic):
+    return sample(polytropic, 40_000, seed=6)
+
+
+def test_polytropic_residual_vanishes_only_at_its_own_pattern_speed(polytropic, polytropic_sample):
+    x, v = polytropic_sample.x_h[:3000], polytropic_sample.v_h[:3000]
+    lf, gx, gv = log_df_gradients(polytropic, polytropic_sample.log_c, x, v)
+    _, accel, _ = truth_fields(polytropic, x)
+    assert torch.isfinite(lf).all()
+    scale = ((v * gx).sum(-1).abs() + (accel * gv).sum(-1).abs()).mean()
+
+    def rel(omega_p: float, reduce) -> float:
+        r = residual_heliocentric(x, v, gx, gv, accel, torch.tensor(omega_p, dtype=torch.float64), polytropic.sun)
+        return (reduce(r.abs()) / scale).item()
+
+    assert polytropic.omega_p_kms_kpc != 28.2  # a pattern speed of its own
+    assert rel(polytropic.omega_p_kms_kpc, torch.max) < 1e-10
+    for delta in (-3.0, 3.0):
+        assert rel(polytropic.omega_p_kms_kpc + delta, torch.mean) > 1e-3
+
+
+@pytest.mark.parametrize("psi", [0.01, 0.7, 3.0, 9.0])
+def test_polytrope_density_shape_is_the_velocity_integral(polytropic, psi):
+    """exp(S) (2 pi sigma^2)^{3/2} = 4 pi int u^2 g du, by quadrature (sigma = 1 units)."""
+    for comp in polytropic.components:
+        phi = torch.tensor(comp.e_t_kms2 - psi * comp.sigma_kms**2, dtype=torch.float64)
+        q, w = _gauss_legendre(0.0, math.sqrt(2 * psi))
+        quad = 4 * math.pi * (w * q**2 * (psi - 0.5 * q**2).clamp(min=0) ** comp.n).sum().item()
+        closed = math.exp(comp.log_density_shape(phi).item()) * (2 * math.pi) ** 1.5
+        assert closed == pytest.approx(quad, rel=1e-8)
+
+
+def test_polytropic_speeds_follow_their_distribution_and_stop_at_the_edge(polytropic, polytropic_sample):
+    x_gc, v_gc = helio_to_galcen(polytropic_sample.x_h, polytropic_sample.v_h, polytropic.sun)
+    e_j, phi = polytropic.jacobi_energy(x_gc, v_gc), polytropic.phi_eff(x_gc)
+    speed = torch.sqrt(2 * (e_j - phi))
+    for k, comp in enumerate(polytropic.components):
+        sel = polytropic_sample.component == k
+        n = int(sel.sum())
+        depth = (comp.e_t_kms2 - e_j[sel]) / comp.sigma_kms**2
+        assert 0 < depth.min() < 0.2 * depth.median()  # below the truncation energy, and near it (f ~ depth^n)
+        p = torch.sort(comp.speed_cdf(speed[sel], phi[sel])).values
+        i = torch.arange(1, n + 1, dtype=torch.float64)
+        ks = max((i / n - p).max().item(), (p - (i - 1) / n).max().item())
+        assert ks < 1.63 / math.sqrt(n)  # Kolmogorov-Smirnov at the 1 % level

@@ -8,11 +8,13 @@ isotropic around omega x x and the star density depends on Phi_eff(x) alone:
 
     n_k(x) = c_k (2 pi sigma_k^2)^{3/2} exp(S_k(Phi_eff(x)))     [stars / kpc^3]
 
-with S_k the component's log density shape. Two kinds of component share one sampler:
+with S_k the component's log density shape. Three kinds of component share one sampler:
 
 - ``Component``: rotating isothermal, g = exp(-E_J/sigma^2); S = -Phi_eff/sigma^2; u Gaussian.
 - ``LoweredIsothermal`` (King/Woolley): g = exp(-(E_J - E_t)/sigma^2) - 1 for E_J < E_t, else 0;
   velocities are bounded, |u| < sqrt(2 (E_t - Phi_eff)), and ln f = -inf beyond that edge.
+- ``Polytrope``: g = ((E_t - E_J)/sigma^2)^n for E_J < E_t; bounded like the lowered isothermal, but
+  f falls to 0 at the edge as the n-th power of the distance to it.
 
 Stars are drawn inside a sphere of radius r_max around the Sun. Named parameter sets live in
 ``MOCK_FAMILIES`` (see ``family``). Everything here is a pure function of its arguments; I/O lives
@@ -175,6 +177,70 @@ class LoweredIsothermal:
             out[todo[keep]] = self.sigma_kms * q[keep]
             todo = todo[~keep]
         return out
+
+
+@dataclass(frozen=True)
+class Polytrope:
+    """Polytropic component g = ((E_t - E_J)/sigma^2)^n for E_J < E_t, else 0 (n > 0).
+
+    sigma_kms: velocity scale (km/s); fraction: share of the stars; e_t_kms2: the truncation energy
+    E_t ((km/s)^2); n: the index. With psi = (E_t - Phi_eff)/sigma^2 the speeds in the rotating frame
+    are bounded by sigma sqrt(2 psi) and f falls to 0 at that edge as a power n of the distance to it
+    (the lowered isothermal falls linearly); the velocity integral is closed-form,
+    S = ln[4 pi sqrt(2) B(3/2, n + 1) / (2 pi)^{3/2}] + (n + 3/2) ln psi, and u^2 / (2 sigma^2 psi)
+    follows a Beta(3/2, n + 1) distribution.
+    """
+
+    sigma_kms: float
+    fraction: float
+    e_t_kms2: float
+    n: float
+
+    def psi(self, phi_eff: torch.Tensor) -> torch.Tensor:
+        """Dimensionless depth (E_t - Phi_eff)/sigma^2 below the truncation energy."""
+        return (self.e_t_kms2 - phi_eff) / self.sigma_kms**2
+
+    def log_g(self, e_j: torch.Tensor) -> torch.Tensor:
+        y = (self.e_t_kms2 - e_j) / self.sigma_kms**2
+        inside = y > 0
+        y_safe = torch.where(inside, y, torch.ones_like(y))  # keeps the gradient finite beyond the edge
+        return torch.where(inside, self.n * torch.log(y_safe), torch.full_like(y, -math.inf))
+
+    def log_density_shape(self, phi_eff: torch.Tensor) -> torch.Tensor:
+        psi = self.psi(phi_eff)
+        log_beta = math.lgamma(1.5) + math.lgamma(self.n + 1.0) - math.lgamma(self.n + 2.5)
+        const = math.log(4.0 * math.pi * math.sqrt(2.0)) + log_beta - 1.5 * math.log(2.0 * math.pi)
+        pos = psi > 0
+        out = const + (self.n + 1.5) * torch.log(torch.where(pos, psi, torch.ones_like(psi)))
+        return torch.where(pos, out, torch.full_like(psi, -math.inf))
+
+    def log_density_ratio(self, phi_eff: torch.Tensor, phi_ref: float) -> torch.Tensor:
+        ref = self.log_density_shape(torch.tensor(phi_ref, dtype=phi_eff.dtype)).item()
+        return self.log_density_shape(phi_eff) - ref
+
+    def speed_cdf(self, u_kms: torch.Tensor, phi_eff: torch.Tensor) -> torch.Tensor:
+        """P(|u| < u_kms) at points with Phi_eff: the regularised incomplete beta function
+        I_t(3/2, n + 1) at t = u^2 / (2 sigma^2 psi), by Gauss-Legendre quadrature of its integrand."""
+        t = (u_kms**2 / (2.0 * self.sigma_kms**2 * self.psi(phi_eff))).clamp(0.0, 1.0)
+        nodes, weights = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(200))
+        # substitute s = sqrt(t') (removes the t'^{1/2} endpoint behaviour): dt' = 2 s ds
+        s = 0.5 * torch.sqrt(t)[:, None] * (nodes + 1.0)
+        integrand = 2.0 * s**2 * (1.0 - s**2).clamp(min=0.0) ** self.n
+        part = (integrand * weights).sum(-1) * 0.5 * torch.sqrt(t)
+        log_beta = math.lgamma(1.5) + math.lgamma(self.n + 1.0) - math.lgamma(self.n + 2.5)
+        return part / math.exp(log_beta)
+
+    def draw_u(self, phi_eff: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Exact draws: u^2/(2 sigma^2 psi) ~ Beta(3/2, n + 1), directions uniform (numpy's Beta, seeded
+        from ``gen``)."""
+        psi = self.psi(phi_eff)
+        if not bool((psi > 0).all()):
+            raise ValueError("draw_u: points outside the component's support (E_t <= Phi_eff)")
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        t = torch.from_numpy(rng.beta(1.5, self.n + 1.0, psi.shape[0]))
+        d = torch.randn(psi.shape[0], 3, generator=gen, dtype=torch.float64)
+        d = d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)
+        return d * (self.sigma_kms * torch.sqrt(2.0 * psi * t))[:, None]
 
 
 @dataclass(frozen=True)
@@ -365,10 +431,35 @@ def _thin_thick_lowered(sun: SunFrame) -> tuple[GalaxyModel, float, tuple[DFComp
     return galaxy, OMEGA_P_KMS_KPC, comps
 
 
+#: A heavier, thinner disc, a denser bulge, a lighter halo and a stronger bar than the other families
+#: (v_c(R0) ~ 241 km/s, rho(Sun) ~ 0.12 Msun/pc^3), with a pattern speed of its own (corotation at
+#: 7.9 kpc, just inside the Sun).
+HEAVY_DISC_GALAXY = dict(
+    disc_mass_msun=6.8e10, disc_a_kpc=2.8, disc_b_kpc=0.22, bulge_mass_msun=1.0e10, bulge_a_kpc=0.5,
+    halo_mass_msun=5.5e11, halo_rs_kpc=15.0, bar_strength=0.02, bar_radius_kpc=3.8, bar_angle_deg=35.0,
+)
+HEAVY_DISC_OMEGA_P_KMS_KPC = 30.5
+#: (sigma km/s, fraction, W, n): polytropes with E_t = Phi_eff(Sun) + W sigma^2, so the velocity edge at
+#: the Sun is |u| = sqrt(2 W) sigma (34 and 84 km/s) and the core's dispersion about sigma sqrt(W / n)
+#: (17 and 34 km/s).
+HEAVY_DISC_COMPONENTS = ((14.0, 0.65, 3.0, 2.0), (28.0, 0.35, 4.5, 3.0))
+
+
+def _heavy_disc_polytropic(sun: SunFrame) -> tuple[GalaxyModel, float, tuple[DFComponent, ...]]:
+    """A held-out family (docs/method.md): another potential and pattern speed, polytropic DFs."""
+    galaxy = GalaxyModel(**HEAVY_DISC_GALAXY, r0_kpc=sun.r0_kpc)
+    omega = HEAVY_DISC_OMEGA_P_KMS_KPC
+    x_sun = helio_positions_to_galcen(torch.zeros(1, 3, dtype=torch.float64), sun)
+    phi_eff_sun = (galaxy.phi(x_sun) - 0.5 * omega**2 * (x_sun[:, :2] ** 2).sum(-1)).item()
+    comps = tuple(Polytrope(s, f, phi_eff_sun + w * s**2, n) for s, f, w, n in HEAVY_DISC_COMPONENTS)
+    return galaxy, omega, comps
+
+
 #: name -> builder(sun) -> (GalaxyModel, Omega_p [km/s/kpc], components)
 MOCK_FAMILIES: dict[str, Callable[[SunFrame], tuple[GalaxyModel, float, tuple[DFComponent, ...]]]] = {
     "barred_isothermal": _barred_isothermal,
     "thin_thick_lowered": _thin_thick_lowered,
+    "heavy_disc_polytropic": _heavy_disc_polytropic,
 }
 
 
