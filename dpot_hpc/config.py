@@ -163,7 +163,8 @@ class EnsembleSection(Section):
                                           "(gaia format), per level of obs_noise_levels")
     obs_noise_levels: list[Annotated[float, Field(gt=0)]] = _field(
         [1.0], help="variances of the added noise in units of the quoted errors' (1 = the errors once more); with two "
-                    "or more levels every scalar is extrapolated to zero noise (SIMEX: value at -1, docs/method.md)",
+                    "or more levels (and df_seed members, the same estimator without added noise) every scalar is "
+                    "extrapolated to zero noise (SIMEX: value at -1, docs/method.md)",
         expect="a list of positive numbers")
     bootstrap: Int = _field(4, ge=0, help="flows on bootstrap resamples of the stars, each with a potential: their spread "
                                           "is the DF's share of the band (the data's sampling and the flows' training "
@@ -333,6 +334,9 @@ def _cross_check(cfg: Config) -> list[str]:
     e, s = cfg.ensemble, cfg.summary
     if e.obs_noise > 0 and cfg.catalogue.format != "gaia":
         out.append("ensemble.obs_noise: needs catalogue.format: gaia (noise is drawn in observable space)")
+    if e.obs_noise > 0 and len(e.obs_noise_levels) >= 2 and not (e.df_seed > 0 and e.df_seed_potentials):
+        out.append("ensemble.obs_noise_levels: the extrapolation to zero noise (SIMEX) compares the obs_noise members "
+                   "with single flows on the data itself: set df_seed > 0 with df_seed_potentials: true")
     if e.potential_seed + e.obs_noise + e.bootstrap + e.x0_v0 == 0 and not (e.df_seed_potentials and e.df_seed):
         out.append("ensemble: no potential member: set potential_seed, x0_v0, obs_noise, bootstrap > 0 or df_seed > 0 "
                    "with df_seed_potentials: true")

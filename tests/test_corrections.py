@@ -2,6 +2,7 @@
 (SIMEX, issue 15), and the DR3-like noise of the mock."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from dpot_hpc.config import ConfigError, load_config
 from dpot_hpc.ensemble.statistics import simex
 from dpot_hpc.physics.gaia import dr3_like_errors
 from dpot_hpc.physics.scalars import SCALARS
@@ -19,16 +21,31 @@ def _best(values: dict[str, float], band: float) -> dict:
     return {k: {"median": v, "terms": {"df": band}} for k, v in values.items()}
 
 
-def test_simex_extrapolates_a_straight_line_exactly_with_the_least_squares_weights():
-    # s(lambda) = 2 - 0.5 lambda for every scalar: s(-1) = 2.5
-    best = _best({k: 2.0 for k in SCALARS}, band=0.1)
-    levels = {1.0: [{k: 1.5 for k in SCALARS}] * 3, 2.0: [{k: 1.0 for k in SCALARS}] * 3}
-    out = simex(best, levels)
+def _members(*values: float) -> list[dict[str, float]]:
+    return [{k: v for k in SCALARS} for v in values]
+
+
+def test_simex_corrects_the_best_estimate_by_the_single_flow_slope():
+    # single flows: s(lambda) = 2 - 0.5 lambda (means 2, 1.5, 1 with a spread of +-0.1 at each level);
+    # the bagged best estimate 2.2 is corrected by the line from 0 to -1, +0.5
+    best = _best({k: 2.2 for k in SCALARS}, band=0.1)
+    out = simex(best, _members(1.9, 2.1), {1.0: _members(1.4, 1.6), 2.0: _members(0.9, 1.1)})
     for k in SCALARS:
-        assert out[k]["value"] == pytest.approx(2.5, rel=1e-12)
+        assert out[k]["slope"] == pytest.approx(-0.5, rel=1e-12)
+        assert out[k]["value"] == pytest.approx(2.7, rel=1e-12)
         assert out[k]["correction"] == pytest.approx(0.5, rel=1e-12)
-    # weights of the fit through lambda = 0, 1, 2 at -1 are (4, 1, -2)/3; the levels' spread is 0 here
-    assert out["rho_R0"]["uncertainty"] == pytest.approx(4 / 3 * 0.1, rel=1e-12)
+        # pooled sd sqrt(0.06 / 3); sum n (lambda - 1)^2 = 4: Var(b) = 0.02 / 4
+        assert out[k]["uncertainty"] == pytest.approx(math.sqrt(0.02 / 4), rel=1e-12)
+        assert out[k]["points"] == pytest.approx({"0": 2.0, "1": 1.5, "2": 1.0})
+
+
+def test_simex_weights_the_levels_by_their_members():
+    # two members at lambda = 0 and one at 2: the weighted mean lambda is 2/3, the slope is the
+    # difference of the level means over 2 whatever the weights (two levels)
+    best = _best({k: 1.0 for k in SCALARS}, band=0.1)
+    out = simex(best, _members(1.0, 1.2), {2.0: _members(0.7)})
+    assert out["a_x"]["slope"] == pytest.approx((0.7 - 1.1) / 2, rel=1e-12)
+    assert out["a_x"]["uncertainty"] == pytest.approx(math.sqrt(0.02) / math.sqrt(2 * (2 / 3) ** 2 + (4 / 3) ** 2))
 
 
 def test_dr3_like_errors_follow_the_documented_magnitude_trend():
@@ -70,9 +87,21 @@ def test_the_noisy_mock_scatters_its_observables_by_their_quoted_errors(noisy_ru
 
 def test_summary_reports_simex_and_keeps_the_raw_value(noisy_run):
     s = json.loads((noisy_run / "summary.json").read_text())
-    med = {lv: s["pipelines"][p]["rho_R0"]["median"] for lv, p in (("1", "obs_noise"), ("2", "obs_noise_x2"))}
+    means = {lv: np.mean([m["rho_R0"] for mid, m in s["members"].items() if mid.rsplit("-", 1)[0] == p])
+             for lv, p in ((0, "df_seed"), (1, "obs_noise"), (2, "obs_noise_x2"))}
+    # weights 2, 1, 1 at lambda = 0, 1, 2: weighted mean lambda 0.75
+    lam_bar = 0.75
+    sxx = 2 * lam_bar**2 + (1 - lam_bar) ** 2 + (2 - lam_bar) ** 2
+    ybar = (2 * means[0] + means[1] + means[2]) / 4
+    slope = (2 * (0 - lam_bar) * (means[0] - ybar) + (1 - lam_bar) * (means[1] - ybar) + (2 - lam_bar) * (means[2] - ybar)) / sxx
     s0 = s["best"]["rho_R0"]["median"]
-    assert s["simex"]["rho_R0"]["value"] == pytest.approx((4 * s0 + med["1"] - 2 * med["2"]) / 3, rel=1e-9)
+    assert s["simex"]["rho_R0"]["value"] == pytest.approx(s0 - slope, rel=1e-9)
     assert s["final"]["rho_R0"]["how"] == "SIMEX" and s["final"]["rho_R0"]["value"] == s["simex"]["rho_R0"]["value"]
-    assert s["best"]["rho_R0"]["median"] == s0  # the raw value stays visible
+    assert set(s["final"]["rho_R0"]["terms"]) == {"df", "simex"}  # the DF's own band and the correction's
     assert sorted(s["pipelines"]) == ["df_seed", "obs_noise", "obs_noise_x2"]
+
+
+def test_simex_without_single_flows_on_the_data_is_a_config_error():
+    with pytest.raises(ConfigError, match="ensemble.obs_noise_levels: .*df_seed > 0"):
+        load_config(None, ["catalogue.format=gaia", "ensemble.obs_noise=1", "ensemble.obs_noise_levels=[1, 2]",
+                           "ensemble.df_seed=0"])

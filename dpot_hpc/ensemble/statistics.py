@@ -149,41 +149,48 @@ def format_pipelines(pipelines: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def simex(best: dict, levels: dict[float, list[dict[str, float]]]) -> dict:
-    """Simulation-extrapolation to zero observational noise (Cook & Stefanski 1994): the best estimate
-    (added noise 0) and the medians of the obs_noise members at each added-noise level lambda (variance
-    lambda times the quoted errors'), a straight line fitted by least squares, its value at
-    lambda = -1 (no noise at all). Uncertainty: the points' own (the best estimate's band terms other
-    than obs_noise; sample standard deviation / sqrt(n) of a level's members, or the best estimate's for
-    a single member) propagated through the fit's weights. Returns {scalar: {value, correction,
-    uncertainty, points}}."""
-    lam = np.array([0.0, *sorted(levels)])
-    design = np.stack([np.ones_like(lam), lam], axis=1)
-    weights = np.array([1.0, -1.0]) @ np.linalg.pinv(design)  # s(-1) = weights . s
+def simex(best: dict, base: list[dict[str, float]], levels: dict[float, list[dict[str, float]]]) -> dict:
+    """Simulation-extrapolation to zero observational noise (Cook & Stefanski 1994), like for like.
+
+    ``levels`` maps each added-noise level lambda (variance lambda times the quoted errors') to its
+    obs_noise members' scalars; ``base`` holds the same estimator at lambda = 0: one flow on the data
+    itself and its own potential (the df_seed members). For every scalar a straight line is fitted by
+    least squares through the members' means at lambda = 0, 1, 2, ... (weights: members per level); its
+    slope b is the change per unit of noise variance, and the line from lambda = 0 down to -1 (no noise
+    at all) is -b. The reported value is the best estimate (a bagged DF, whose flow noise is smaller
+    than a single flow's) corrected by that same -b: the noise bias is measured with single flows at
+    every level, never by comparing a bagged estimate with single flows. Uncertainty of the correction:
+    the members' pooled within-level standard deviation s, Var(b) = s^2 / sum n_i (lambda_i - mean)^2.
+    Returns {scalar: {value, correction, uncertainty, slope, points, members}}."""
+    groups = {0.0: base, **{float(lv): m for lv, m in levels.items()}}
+    lam = np.array(sorted(groups))
+    n = np.array([len(groups[lv]) for lv in lam], dtype=float)
+    lam_bar = float((n * lam).sum() / n.sum())
+    sxx = float((n * (lam - lam_bar) ** 2).sum())
     out = {}
     for k in SCALARS:
-        stat = math.hypot(*[v for t, v in best[k]["terms"].items() if t != "obs_noise"], 0.0)
-        points, var = [best[k]["median"]], [stat**2]
-        for lv in sorted(levels):
-            vals = np.array([m[k] for m in levels[lv]])
-            points.append(float(np.median(vals)))
-            var.append((vals.std(ddof=1) / np.sqrt(vals.size)) ** 2 if vals.size > 1 else stat**2)
-        value = float(weights @ np.array(points))
-        out[k] = {"value": value, "correction": value - points[0],
-                  "uncertainty": float(np.sqrt(np.sum(weights**2 * np.array(var)))),
-                  "points": {f"{lv:g}": p for lv, p in zip(lam, points)}}
+        vals = [np.array([m[k] for m in groups[lv]], dtype=float) for lv in lam]
+        means = np.array([v.mean() for v in vals])
+        slope = float((n * (lam - lam_bar) * (means - (n * means).sum() / n.sum())).sum() / sxx)
+        dof = int(sum(v.size - 1 for v in vals))
+        pooled = math.sqrt(sum(((v - v.mean()) ** 2).sum() for v in vals) / dof) if dof > 0 else math.inf
+        out[k] = {"value": best[k]["median"] - slope, "correction": -slope, "slope": slope,
+                  "uncertainty": pooled / math.sqrt(sxx), "dof": dof,
+                  "points": {f"{lv:g}": float(mu) for lv, mu in zip(lam, means)},
+                  "members": {f"{lv:g}": int(c) for lv, c in zip(lam, n)}}
     return out
 
 
 def final_estimate(best: dict, simexed: dict | None) -> dict:
     """The reported value of every scalar with its uncertainty and 68% and 95% half-widths: the SIMEX
-    value (its uncertainty in place of the df and obs_noise terms) when the run extrapolates to zero
-    noise, else the raw best estimate; ``how`` says which."""
+    value when the run extrapolates to zero noise (the correction's uncertainty in place of the
+    obs_noise term: the observational noise is what it corrects), else the raw best estimate; ``how``
+    says which."""
     out = {}
     for k in SCALARS:
         b = best[k]
         if simexed:
-            terms = {"simex": simexed[k]["uncertainty"], **{t: v for t, v in b["terms"].items() if t not in ("df", "obs_noise")}}
+            terms = {**{t: v for t, v in b["terms"].items() if t != "obs_noise"}, "simex": simexed[k]["uncertainty"]}
             out[k] = {"value": simexed[k]["value"], **uncertainty(terms, b["dof"]), "how": "SIMEX"}
         else:
             out[k] = {"value": b["median"], **{f: b[f] for f in ("uncertainty", "terms", "dof", "half_width_68", "half_width_95")},

@@ -48,7 +48,8 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
     for m, sc in member_scalars.items():
         if noise_level(pipeline_of(m)):
             levels.setdefault(noise_level(pipeline_of(m)), []).append(sc)
-    simexed = simex(report["best"], levels) if len(levels) >= 2 else None
+    base = [sc for m, sc in member_scalars.items() if pipeline_of(m) == "df_seed"]
+    simexed = simex(report["best"], base, levels) if len(levels) >= 2 and base else None
     summary = {
         **report,
         "simex": simexed,
