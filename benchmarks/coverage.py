@@ -17,31 +17,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from runs import HERE, commit, finished_run, machine
+
 SCALARS = ("a_x", "a_y", "a_z", "omega_p", "rho_R0", "rho_dm")
 
 
-def run_one(family: str, k: int, settings: list[str], work: Path) -> dict:
-    """One realization (resumable): its summary and wall time."""
+def run_one(family: str, k: int, settings: list[str], work: Path, resummarise: bool) -> dict:
+    """One realization (resumable): its summary and wall time. ``resummarise``: write the summary of a
+    finished realization again with the current code (e.g. after a change to the bands)."""
     run_dir = work / family / f"r{k:02d}"
-    summary = run_dir / "summary.json"
-    wall = run_dir / "wall_s.txt"
-    if not summary.exists():
-        sets = [a for s in [f"mock.family={family}", f"mock.seed={1000 + k}", *settings, f"run.dir={run_dir}"]
-                for a in ("--set", s)]
-        t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "dpot_hpc", "run", "-q", *sets], capture_output=True, text=True)
-        if p.returncode != 0:
-            sys.exit(f"{family} realization {k} failed:\n{p.stderr[-3000:]}")
-        wall.write_text(f"{time.perf_counter() - t0:.1f}\n")
-    return {"summary": json.loads(summary.read_text()), "wall_s": float(wall.read_text()) if wall.exists() else None}
+    if resummarise and (run_dir / "summary.json").exists():
+        subprocess.run([sys.executable, "-m", "dpot_hpc", "summary", "-c", str(run_dir / "config.yaml")], check=True,
+                       capture_output=True)
+    summary, wall = finished_run(run_dir, [f"mock.family={family}", f"mock.seed={1000 + k}", *settings])
+    return {"summary": summary, "wall_s": wall}
 
 
 def errors(summary: dict) -> dict[str, dict]:
@@ -65,14 +58,13 @@ def main() -> None:
     ap.add_argument("--realizations", type=int, default=10)
     ap.add_argument("--set", dest="settings", action="append", default=[])
     ap.add_argument("--label", default="coverage")
+    ap.add_argument("--resummarise", action="store_true", help="summarise finished realizations again first")
     args = ap.parse_args()
     work = HERE / "out" / f"coverage_{args.label}"
     result = {"label": args.label, "settings": args.settings, "realizations": args.realizations, "families": {},
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
-                                       text=True).stdout.strip(),
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "date": time.strftime("%Y-%m-%d")}
+              "commit": commit(), "machine": machine()}
     for fam in args.families:
-        runs = [run_one(fam, k, args.settings, work) for k in range(args.realizations)]
+        runs = [run_one(fam, k, args.settings, work, args.resummarise) for k in range(args.realizations)]
         errs = [errors(r["summary"]) for r in runs]
         stats = {}
         for k in SCALARS:

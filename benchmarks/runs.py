@@ -1,0 +1,39 @@
+"""What the benchmark scripts share: a finished `dpot-hpc run` (resumable: a run folder with a summary
+is reused), the commit measured and the machine it ran on."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def finished_run(run_dir: Path, settings: list[str], config: Path | None = None) -> tuple[dict, float | None]:
+    """(summary.json, wall seconds) of `dpot-hpc run -q [-c config] --set ...` in run_dir; a run that
+    already has its summary is not repeated (its wall time is read back, None if unknown)."""
+    summary, wall = run_dir / "summary.json", run_dir / "wall_s.txt"
+    if not summary.exists():
+        sets = [a for s in [*settings, f"run.dir={run_dir}"] for a in ("--set", s)]
+        cmd = [sys.executable, "-m", "dpot_hpc", "run", "-q", *(["-c", str(config)] if config else []), *sets]
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"{run_dir} failed:\n{p.stderr[-3000:]}")
+        wall.write_text(f"{time.perf_counter() - t0:.1f}\n")
+    return json.loads(summary.read_text()), float(wall.read_text()) if wall.exists() else None
+
+
+def commit() -> str:
+    """The short hash of the checked-out commit (what a result file measured)."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
