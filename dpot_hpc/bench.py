@@ -31,6 +31,7 @@ import torch
 from ._version import __version__
 from .config import Config, DFSection, PotentialSection
 from .data.mockfile import mock_galaxy
+from .data.runfolder import RunFolder
 from .models.df_training import build_flow
 from .models.flows import log_prob_and_gradients
 from .models.potential_training import build_potential, loss_function
@@ -203,7 +204,7 @@ def run_bench(device: str, threads: int, quick: bool = False, log=print) -> dict
 
 def e2e_split(run_dir: Path) -> dict:
     """Wall seconds per stage of a finished run, from its summary.json."""
-    return json.loads((Path(run_dir) / "summary.json").read_text()).get("timing_s", {})
+    return json.loads(RunFolder(Path(run_dir)).summary_json.read_text()).get("timing_s", {})
 
 
 def table(res: dict) -> str:

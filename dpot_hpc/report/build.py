@@ -131,9 +131,8 @@ def write_report(run_dir: str | Path, log: Callable[[str], None] = say) -> Path:
             log(f"report: {path.name} ({time.monotonic() - t:.1f} s)")
     if ctx.maps_computed:
         notes.append("summary.h5 holds no maps (written by an older dpot-hpc): the maps were computed for this page.")
-    links = {"summary.json": folder.summary_json, "summary.h5": folder.summary_h5, "config.yaml": folder.config,
-             "plan.json": folder.plan}
-    rel = {k: "../" + folder.relative(p) for k, p in links.items() if p.is_file()}
+    links = (folder.summary_json, folder.summary_h5, folder.config, folder.plan)
+    rel = {p.name: "../" + folder.relative(p) for p in links if p.is_file()}
     ids, _ = best_member_ids(list(summary["members"]))
     html = render_index(summary, entries, folder.root.resolve().name, rel, notes)
     atomic_write_text(folder.report_index, html)
