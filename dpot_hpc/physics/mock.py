@@ -112,13 +112,11 @@ def log_king_density(psi: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class LoweredIsothermal:
-    """Lowered isothermal (King/Woolley) component g = exp(-(E_J - E_t)/sigma^2) - 1 for E_J < E_t.
-
-    sigma_kms: velocity scale (km/s); fraction: share of the stars; e_t_kms2: the truncation
-    energy E_t ((km/s)^2). At a point with Phi_eff the speeds |u| in the rotating frame are
-    bounded by sigma sqrt(2 psi), psi = (E_t - Phi_eff)/sigma^2; there are no stars where psi <= 0.
-    """
+class _Truncated:
+    """What the components with a truncation energy share: sigma_kms, the velocity scale (km/s);
+    fraction, the share of the stars; e_t_kms2, the truncation energy E_t ((km/s)^2), above which
+    g = 0. At a point with Phi_eff the speeds |u| in the rotating frame are bounded by sigma sqrt(2 psi),
+    psi = (E_t - Phi_eff)/sigma^2; there are no stars where psi <= 0."""
 
     sigma_kms: float
     fraction: float
@@ -128,19 +126,28 @@ class LoweredIsothermal:
         """Dimensionless depth (E_t - Phi_eff)/sigma^2 below the truncation energy."""
         return (self.e_t_kms2 - phi_eff) / self.sigma_kms**2
 
-    def log_g(self, e_j: torch.Tensor) -> torch.Tensor:
-        y = (self.e_t_kms2 - e_j) / self.sigma_kms**2
-        inside = y > 0
-        y_safe = torch.where(inside, y, torch.ones_like(y))  # keeps the gradient finite beyond the edge
-        val = y_safe + torch.log(-torch.expm1(-y_safe))  # ln(e^y - 1) without overflow
-        return torch.where(inside, val, torch.full_like(y, -math.inf))
-
-    def log_density_shape(self, phi_eff: torch.Tensor) -> torch.Tensor:
-        return log_king_density(self.psi(phi_eff))
+    def _inside(self, depth: torch.Tensor, log_value: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """log_value(depth) where depth > 0, -inf elsewhere, with finite gradients on both sides."""
+        inside = depth > 0
+        safe = torch.where(inside, depth, torch.ones_like(depth))
+        return torch.where(inside, log_value(safe), torch.full_like(depth, -math.inf))
 
     def log_density_ratio(self, phi_eff: torch.Tensor, phi_ref: float) -> torch.Tensor:
         ref = self.log_density_shape(torch.tensor(phi_ref, dtype=phi_eff.dtype)).item()
         return self.log_density_shape(phi_eff) - ref
+
+
+@dataclass(frozen=True)
+class LoweredIsothermal(_Truncated):
+    """Lowered isothermal (King/Woolley) component g = exp(-(E_J - E_t)/sigma^2) - 1 for E_J < E_t
+    (fields and bounds: ``_Truncated``)."""
+
+    def log_g(self, e_j: torch.Tensor) -> torch.Tensor:
+        # ln(e^y - 1) without overflow
+        return self._inside(self.psi(e_j), lambda y: y + torch.log(-torch.expm1(-y)))
+
+    def log_density_shape(self, phi_eff: torch.Tensor) -> torch.Tensor:
+        return log_king_density(self.psi(phi_eff))
 
     def speed_cdf(self, u_kms: torch.Tensor, phi_eff: torch.Tensor) -> torch.Tensor:
         """P(|u| < u_kms) at points with Phi_eff: the speed density is prop. to u^2 g(u^2/2 + Phi_eff)."""
@@ -180,43 +187,25 @@ class LoweredIsothermal:
 
 
 @dataclass(frozen=True)
-class Polytrope:
-    """Polytropic component g = ((E_t - E_J)/sigma^2)^n for E_J < E_t, else 0 (n > 0).
-
-    sigma_kms: velocity scale (km/s); fraction: share of the stars; e_t_kms2: the truncation energy
-    E_t ((km/s)^2); n: the index. With psi = (E_t - Phi_eff)/sigma^2 the speeds in the rotating frame
-    are bounded by sigma sqrt(2 psi) and f falls to 0 at that edge as a power n of the distance to it
-    (the lowered isothermal falls linearly); the velocity integral is closed-form,
-    S = ln[4 pi sqrt(2) B(3/2, n + 1) / (2 pi)^{3/2}] + (n + 3/2) ln psi, and u^2 / (2 sigma^2 psi)
-    follows a Beta(3/2, n + 1) distribution.
+class Polytrope(_Truncated):
+    """Polytropic component g = ((E_t - E_J)/sigma^2)^n for E_J < E_t, else 0 (n > 0; other fields:
+    ``_Truncated``). Bounded like the lowered isothermal, but f falls to 0 at the velocity edge as a
+    power n of the distance to it (the lowered isothermal falls linearly); the velocity integral is
+    closed-form, S = ln[4 pi sqrt(2) B(3/2, n + 1) / (2 pi)^{3/2}] + (n + 3/2) ln psi, and
+    u^2 / (2 sigma^2 psi) follows a Beta(3/2, n + 1) distribution.
     """
 
-    sigma_kms: float
-    fraction: float
-    e_t_kms2: float
     n: float
 
-    def psi(self, phi_eff: torch.Tensor) -> torch.Tensor:
-        """Dimensionless depth (E_t - Phi_eff)/sigma^2 below the truncation energy."""
-        return (self.e_t_kms2 - phi_eff) / self.sigma_kms**2
+    def _log_beta(self) -> float:
+        return math.lgamma(1.5) + math.lgamma(self.n + 1.0) - math.lgamma(self.n + 2.5)
 
     def log_g(self, e_j: torch.Tensor) -> torch.Tensor:
-        y = (self.e_t_kms2 - e_j) / self.sigma_kms**2
-        inside = y > 0
-        y_safe = torch.where(inside, y, torch.ones_like(y))  # keeps the gradient finite beyond the edge
-        return torch.where(inside, self.n * torch.log(y_safe), torch.full_like(y, -math.inf))
+        return self._inside(self.psi(e_j), lambda y: self.n * torch.log(y))
 
     def log_density_shape(self, phi_eff: torch.Tensor) -> torch.Tensor:
-        psi = self.psi(phi_eff)
-        log_beta = math.lgamma(1.5) + math.lgamma(self.n + 1.0) - math.lgamma(self.n + 2.5)
-        const = math.log(4.0 * math.pi * math.sqrt(2.0)) + log_beta - 1.5 * math.log(2.0 * math.pi)
-        pos = psi > 0
-        out = const + (self.n + 1.5) * torch.log(torch.where(pos, psi, torch.ones_like(psi)))
-        return torch.where(pos, out, torch.full_like(psi, -math.inf))
-
-    def log_density_ratio(self, phi_eff: torch.Tensor, phi_ref: float) -> torch.Tensor:
-        ref = self.log_density_shape(torch.tensor(phi_ref, dtype=phi_eff.dtype)).item()
-        return self.log_density_shape(phi_eff) - ref
+        const = math.log(4.0 * math.pi * math.sqrt(2.0)) + self._log_beta() - 1.5 * math.log(2.0 * math.pi)
+        return self._inside(self.psi(phi_eff), lambda psi: const + (self.n + 1.5) * torch.log(psi))
 
     def speed_cdf(self, u_kms: torch.Tensor, phi_eff: torch.Tensor) -> torch.Tensor:
         """P(|u| < u_kms) at points with Phi_eff: the regularised incomplete beta function
@@ -227,8 +216,7 @@ class Polytrope:
         s = 0.5 * torch.sqrt(t)[:, None] * (nodes + 1.0)
         integrand = 2.0 * s**2 * (1.0 - s**2).clamp(min=0.0) ** self.n
         part = (integrand * weights).sum(-1) * 0.5 * torch.sqrt(t)
-        log_beta = math.lgamma(1.5) + math.lgamma(self.n + 1.0) - math.lgamma(self.n + 2.5)
-        return part / math.exp(log_beta)
+        return part / math.exp(self._log_beta())
 
     def draw_u(self, phi_eff: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Exact draws: u^2/(2 sigma^2 psi) ~ Beta(3/2, n + 1), directions uniform (numpy's Beta, seeded
