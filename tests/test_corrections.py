@@ -105,3 +105,15 @@ def test_simex_without_single_flows_on_the_data_is_a_config_error():
     with pytest.raises(ConfigError, match="ensemble.obs_noise_levels: .*df_seed > 0"):
         load_config(None, ["catalogue.format=gaia", "ensemble.obs_noise=1", "ensemble.obs_noise_levels=[1, 2]",
                            "ensemble.df_seed=0"])
+
+
+def test_band_degrees_of_freedom_combine_by_welch_satterthwaite():
+    from dpot_hpc.ensemble.statistics import effective_dof, uncertainty
+
+    assert effective_dof({"df": 0.3}, {"df": 3}) == 3  # one term: its own
+    # two equal terms with 3 dof each: (2 s^2)^2 / (2 s^4 / 3) = 6
+    assert effective_dof({"df": 0.3, "simex": 0.3}, {"df": 3, "simex": 3}) == 6
+    # a term 10x smaller barely adds: 1.01^2 / (1/3 + 1e-4/2) = 3.06 -> 3
+    assert effective_dof({"df": 1.0, "x0_v0": 0.1}, {"df": 3, "x0_v0": 2}) == 3
+    u = uncertainty({"df": 1.0, "simex": math.inf}, {"df": 3, "simex": 0})
+    assert u["dof"] == 0 and u["half_width_95"] == math.inf  # an unmeasured term: no band, not a false one

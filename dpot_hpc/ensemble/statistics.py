@@ -77,8 +77,8 @@ def student_t_quantile(p: float, dof: float) -> float:
 BANDS = {"68": 0.5 + 0.6826894921370859 / 2, "95": 0.975}
 
 
-def band_terms(pipelines: dict[str, dict[str, dict[str, float]]], k: str, n_averaged: int) -> tuple[dict, int]:
-    """({term: standard deviation}, degrees of freedom) of the best estimate of scalar k.
+def band_terms(pipelines: dict[str, dict[str, dict[str, float]]], k: str, n_averaged: int) -> tuple[dict, dict]:
+    """({term: standard deviation}, {term: degrees of freedom}) of the best estimate of scalar k.
 
     - ``df``: the DF's sampling and training noise. The sample standard deviation s of the bootstrap
       members (each a flow on a resample of the stars and its own potential: the data's sampling
@@ -88,7 +88,7 @@ def band_terms(pipelines: dict[str, dict[str, dict[str, float]]], k: str, n_aver
       sampling noise, so its standard deviation is at most s sqrt(1 + 1/n_averaged).
     - ``x0_v0``: the spread of the members with drawn solar parameters (not averaged away).
     - ``obs_noise``: the spread of the members on re-noised data (the observational noise).
-    The degrees of freedom are those of the df term (members - 1), else of the largest term.
+    Each term's degrees of freedom are its members - 1.
     """
     terms, dof = {}, {}
     flow_pipe = "bootstrap" if pipelines.get("bootstrap", {}).get(k, {}).get("n", 0) > 1 else "df_seed"
@@ -100,18 +100,28 @@ def band_terms(pipelines: dict[str, dict[str, dict[str, float]]], k: str, n_aver
         st = pipelines.get(pipe, {}).get(k)
         if st and st["n"] > 1:
             terms[pipe], dof[pipe] = st["sigma"], st["n"] - 1
-    if not terms:
-        return {}, 0
-    main = "df" if "df" in terms else max(terms, key=terms.get)
-    return terms, dof[main]
+    return terms, dof
+
+
+def effective_dof(terms: dict[str, float], dof: dict[str, int]) -> int:
+    """Welch-Satterthwaite degrees of freedom of a sum of independent variance estimates,
+    (sum s_i^2)^2 / sum (s_i^4 / nu_i), rounded down (the wider band); 0 (no band) without terms or
+    when a term was not measured (no degrees of freedom, or infinite)."""
+    if not terms or any(dof[t] <= 0 or not math.isfinite(v) for t, v in terms.items()):
+        return 0
+    den = sum(v**4 / dof[t] for t, v in terms.items())
+    if den == 0.0:  # every term is exactly 0: the largest dof stands
+        return max(dof.values())
+    return max(1, int(math.floor(sum(v**2 for v in terms.values()) ** 2 / den + 1e-9)))
 
 
 def ensemble_report(member_scalars: dict[str, dict[str, float]], n_averaged: int = 1) -> dict:
     """Per pipeline and scalar: median, 16th/84th percentiles, half-width and sample standard deviation
     over its members; ``best``: the median over the best-estimate members (``best_member_ids``) and its
     uncertainty (``band_terms``; ``n_averaged``: flows the best estimate averages over): ``uncertainty``
-    (the terms in quadrature), ``terms``, ``dof`` and the half-widths of the 68% and 95% bands, Student's
-    t quantiles of that many degrees of freedom times the uncertainty (wide for few members, as it must be).
+    (the terms in quadrature), ``terms``, their ``term_dof``, the effective ``dof`` and the half-widths of
+    the 68% and 95% bands, Student's t quantiles of that many degrees of freedom times the uncertainty
+    (wide for few members, as it must be).
     The obs_noise pipelines at extra noise levels (obs_noise_x<lambda>) only feed ``simex``.
     """
     by_pipe: dict[str, dict[str, list[float]]] = {}
@@ -128,14 +138,15 @@ def ensemble_report(member_scalars: dict[str, dict[str, float]], n_averaged: int
     return {"pipelines": pipelines, "best": best, "best_from": best_from}
 
 
-def uncertainty(terms: dict[str, float], dof: int) -> dict:
-    """The standard deviation (the terms in quadrature), the terms, dof and the 68% and 95% half-widths
-    (Student's t quantiles times the standard deviation); no term at all (a single member): 0 and
-    infinite half-widths, since nothing was measured."""
+def uncertainty(terms: dict[str, float], dof: dict[str, int]) -> dict:
+    """The standard deviation (the terms in quadrature), the terms, the effective degrees of freedom
+    (``effective_dof``) and the 68% and 95% half-widths (Student's t quantiles times the standard
+    deviation); no term at all (a single member): 0 and infinite half-widths, since nothing was measured."""
     sigma = float(np.sqrt(np.sum(np.square(list(terms.values()))))) if terms else 0.0
-    out = {"uncertainty": sigma, "terms": terms, "dof": dof}
+    nu = effective_dof(terms, dof)
+    out = {"uncertainty": sigma, "terms": terms, "dof": nu, "term_dof": dof}
     for name, p in BANDS.items():
-        out[f"half_width_{name}"] = student_t_quantile(p, dof) * sigma if dof > 0 else math.inf
+        out[f"half_width_{name}"] = student_t_quantile(p, nu) * sigma if nu > 0 else math.inf
     return out
 
 
@@ -190,11 +201,13 @@ def final_estimate(best: dict, simexed: dict | None) -> dict:
     for k in SCALARS:
         b = best[k]
         if simexed:
-            terms = {**{t: v for t, v in b["terms"].items() if t != "obs_noise"}, "simex": simexed[k]["uncertainty"]}
-            out[k] = {"value": simexed[k]["value"], **uncertainty(terms, b["dof"]), "how": "SIMEX"}
+            keep = [t for t in b["terms"] if t != "obs_noise"]
+            terms = {**{t: b["terms"][t] for t in keep}, "simex": simexed[k]["uncertainty"]}
+            dof = {**{t: b["term_dof"][t] for t in keep}, "simex": simexed[k]["dof"]}
+            out[k] = {"value": simexed[k]["value"], **uncertainty(terms, dof), "how": "SIMEX"}
         else:
-            out[k] = {"value": b["median"], **{f: b[f] for f in ("uncertainty", "terms", "dof", "half_width_68", "half_width_95")},
-                      "how": "raw"}
+            out[k] = {"value": b["median"], **{f: b[f] for f in ("uncertainty", "terms", "dof", "term_dof",
+                                                                 "half_width_68", "half_width_95")}, "how": "raw"}
     return out
 
 
