@@ -1,11 +1,13 @@
 """The command line: dpot-hpc run | setup | member | summary | report | slurm | plan | prepare | mock |
-config | evaluate | selfcheck. Errors a user can act on (``DpotError``) are one line without a traceback."""
+config | evaluate | selfcheck | bench. Errors a user can act on (``DpotError``) are one line without a
+traceback (with -v, after it). Every command takes -q (results, warnings and errors only) and -v."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -56,16 +58,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 class _Main(click.Group):
-    """The command group: DpotErrors become one 'Error: ...' line and exit status 1."""
+    """The command group: DpotErrors become one 'Error: ...' line and exit status 1 (with -v, after
+    their traceback)."""
 
     def invoke(self, ctx):
         warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
-            raise click.ClickException(f"config: {exc}") from None
         except DpotError as exc:
-            raise click.ClickException(str(exc)) from None
+            if ctx.meta.get(VERBOSITY_KEY) == Verbosity.VERBOSE:
+                traceback.print_exc()
+            raise click.ClickException(f"config: {exc}" if isinstance(exc, ConfigError) else str(exc)) from None
 
 
 config_option = click.option(
@@ -79,34 +82,46 @@ set_option = click.option(
 
 
 def verbosity_options(f):
-    """-q/--quiet and -v/--verbose."""
+    """-q/--quiet and -v/--verbose (every command has both)."""
     f = click.option("--verbose", "-v", is_flag=True,
-                     help="Every member's training lines on the terminal, from every MPI rank.")(f)
+                     help="More on the terminal: every MPI rank's training lines, and the traceback of an error.")(f)
     return click.option("--quiet", "-q", is_flag=True,
                         help="Only warnings, errors and results on the terminal (member logs are still written).")(f)
 
 
-def _auto_report(run_dir) -> None:
+def _auto_report(run_dir, verbosity: Verbosity) -> None:
     """The report at the end of `run` and `summary`: a one-line notice without matplotlib, and a line
     (not a failure: the run itself succeeded) if it fails."""
     if not report_available():
         click.echo(f"dpot-hpc: {REPORT_NOTICE}", err=True)
         return
     try:
-        write_report(run_dir)
+        write_report(run_dir, log=_progress(verbosity, "dpot-hpc: "))
     except Exception as exc:  # noqa: BLE001 - reported, and `dpot-hpc report` shows the traceback
         click.echo(f"dpot-hpc: report failed ({type(exc).__name__}: {exc}); `dpot-hpc report {run_dir}` retries it",
                    err=True)
 
 
+#: Where the command's verbosity is kept for the group (click's context meta, shared by the tree).
+VERBOSITY_KEY = "dpot_hpc.verbosity"
+
+
 def _verbosity(quiet: bool, verbose: bool) -> Verbosity:
+    """The command's verbosity from -q/-v (remembered for the group's error handling)."""
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose exclude each other")
-    return Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL
+    v = Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL
+    click.get_current_context().meta[VERBOSITY_KEY] = v
+    return v
 
 
 def _err(msg: str) -> None:
     click.echo(msg, err=True)
+
+
+def _progress(verbosity: Verbosity, prefix: str = ""):
+    """The function progress lines go through: stderr, or nowhere with -q."""
+    return (lambda msg: None) if verbosity == Verbosity.QUIET else (lambda msg: _err(prefix + msg))
 
 
 @click.group(cls=_Main, context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]})
@@ -127,13 +142,14 @@ def run(config_path, overrides, quiet, verbose):
     command = relaunch_command(cfg, sys.argv[1:])
     if command is not None:
         relaunch(command)
-    summary = run_driver(cfg, verbosity=_verbosity(quiet, verbose))
+    v = _verbosity(quiet, verbose)
+    summary = run_driver(cfg, verbosity=v)
     if summary is None:  # ranks other than 0
         return
     click.echo("\n" + format_summary(summary))
     folder = RunFolder.of(cfg)
     click.echo(f"\nwritten: {folder.summary_json}, {folder.summary_h5}")
-    _auto_report(folder.root)
+    _auto_report(folder.root, v)
 
 
 @main.command(short_help="Set up the run folder: config, mock, prepared sample, plan.")
@@ -166,24 +182,28 @@ def member(config_path, overrides, stage, index, quiet, verbose):
 @main.command(short_help="Write summary.json/h5 from the finished potential members.")
 @config_option
 @set_option
-def summary(config_path, overrides):
+@verbosity_options
+def summary(config_path, overrides, quiet, verbose):
     """Write summary.json/summary.h5 from the finished potential members and print the table.
     Creates nothing else: a folder whose members are not finished is an error."""
+    v = _verbosity(quiet, verbose)
     cfg = load_config(config_path, overrides)
     s = summarize(cfg, RunFolder.of(cfg))
     click.echo(format_summary(s))
-    _auto_report(RunFolder.of(cfg).root)
+    _auto_report(RunFolder.of(cfg).root, v)
 
 
 @main.command(short_help="Write the figures and index.html of a finished run folder.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-def report(run_dir):
+@verbosity_options
+def report(run_dir, quiet, verbose):
     """Write the figures and index.html of a finished run folder to RUN_DIR/report/ (needs the plots
     extra: matplotlib). Works on a run folder copied from elsewhere."""
+    v = _verbosity(quiet, verbose)
     if not report_available():
         click.echo(f"dpot-hpc: {REPORT_NOTICE}")
         return
-    click.echo(f"report: {write_report(run_dir)}")
+    click.echo(f"report: {write_report(run_dir, log=_progress(v, 'dpot-hpc: '))}")
 
 
 @main.command(short_help="Render (and --submit) the Slurm job-array chain.")
@@ -202,10 +222,12 @@ def report(run_dir):
 @click.option("--signal-margin", default=300, show_default=True, type=click.IntRange(10),
               help="Seconds before the time limit at which a task checkpoints and requeues itself.")
 @click.option("--submit", is_flag=True, help="Submit the chain with sbatch and print the job ids.")
+@verbosity_options
 def slurm(config_path, overrides, account, partition, time_, cpus_per_task, gpus_per_task, mem, max_parallel,
-          container, binds, signal_margin, submit):
+          container, binds, signal_margin, submit, quiet, verbose):
     """Render (and --submit) the job-array chain: setup -> df -> cache -> potential -> summary.
     Tasks that reach their time limit checkpoint and requeue themselves."""
+    _verbosity(quiet, verbose)
     cfg = load_config(config_path, overrides)
     RunFolder.of(cfg).write_config(cfg)
     opts = SlurmOptions(account, partition, time_, cpus_per_task, gpus_per_task, mem, max_parallel,
@@ -225,8 +247,10 @@ def slurm(config_path, overrides, account, partition, time_, cpus_per_task, gpus
 @click.option("--stars", type=click.IntRange(1), default=None, help="Stars in the prepared sample (default: the mock's n_stars).")
 @click.option("--costs", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON of seconds per member on one rank for the reference sizes: df, cache, cache_per_flow, potential.")
-def plan(config_path, overrides, ranks, stars, costs):
+@verbosity_options
+def plan(config_path, overrides, ranks, stars, costs, quiet, verbose):
     """Print the ensemble plan (members, seeds, inputs, outputs by stage) and predicted wall times."""
+    _verbosity(quiet, verbose)
     cfg = load_config(config_path, overrides)
     click.echo(format_plan(plan_rows(cfg, RunFolder.of(cfg))))
     table = load_costs(costs)
@@ -242,16 +266,18 @@ def plan(config_path, overrides, ranks, stars, costs):
               help="Output file (default: <run.dir>/prepared.h5).")
 @click.option("--noise-seed", type=int, default=None,
               help="Add Gaussian noise from the quoted errors to the observables (gaia format), from this seed.")
-def prepare(config_path, overrides, out, noise_seed):
+@verbosity_options
+def prepare(config_path, overrides, out, noise_seed, quiet, verbose):
     """Read the catalogue, apply the cuts and write the prepared sample (the DF stage's input)."""
+    log = _progress(_verbosity(quiet, verbose))
     cfg = load_config(config_path, overrides)
     folder = RunFolder.of(cfg)
     path = Path(out) if out else folder.prepared
     if path.exists():
         raise click.ClickException(f"{path} exists; remove it or choose another --out")
     if folder.catalogue_path is None and not folder.mock.exists():
-        write_mock(folder.mock, cfg, log=_err)
-    prepare_sample(cfg, folder.catalogue, path, noise_seed, log=_err)
+        write_mock(folder.mock, cfg, log=log)
+    prepare_sample(cfg, folder.catalogue, path, noise_seed, log=log)
 
 
 @main.command(short_help="Write the built-in mock catalogue (stars and truth) to HDF5.")
@@ -259,21 +285,25 @@ def prepare(config_path, overrides, out, noise_seed):
 @set_option
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: <run.dir>/mock.h5).")
-def mock(config_path, overrides, out):
+@verbosity_options
+def mock(config_path, overrides, out, quiet, verbose):
     """Write the built-in mock catalogue (stars, Gaia-like observables and truth) to HDF5."""
+    log = _progress(_verbosity(quiet, verbose))
     cfg = load_config(config_path, overrides)
     path = Path(out) if out else RunFolder.of(cfg).mock
     if path.exists():
         raise click.ClickException(f"{path} exists; remove it or choose another --out")
-    write_mock(path, cfg, log=_err)
+    write_mock(path, cfg, log=log)
 
 
 @main.command(short_help="Write the documented default configuration (run.yaml).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="run.yaml", show_default=True,
               help="Where to write it ('-' for the terminal).")
-def config(out):
+@verbosity_options
+def config(out, quiet, verbose):
     """Write the documented default configuration: every key with its unit, range and meaning.
     Edit it and pass it with -c to the other commands."""
+    _verbosity(quiet, verbose)
     text = render_default_yaml()
     if out == "-":
         click.echo(text, nl=False)
@@ -293,9 +323,11 @@ def config(out):
                    "or comma-separated member ids.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Output HDF5 (default: <points>.potential.h5).")
-def evaluate(run_dir, points, members, out):
+@verbosity_options
+def evaluate(run_dir, points, members, out, quiet, verbose):
     """Evaluate Phi (zero at the Sun), a and rho of a trained run (or one member file) at given
     points: the median over the members and the 16th and 84th percentiles."""
+    _verbosity(quiet, verbose)
     pts = read_points(points)
     chosen = members if members in ("best", "all") or "," not in members else members.split(",")
     pot = load_potential(run_dir, chosen)
@@ -325,12 +357,13 @@ def evaluate(run_dir, points, members, out):
               help="A finished run folder whose wall time per stage to include (e.g. the default run).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True,
               help="Folder for bench_<device>.json and bench_<device>.md.")
-def bench(device, threads, quick, run_dir, out_dir):
+@verbosity_options
+def bench(device, threads, quick, run_dir, out_dir, quiet, verbose):
     """Throughput of DF training, the gradient cache and potential training (default sizes and the
     reference implementation's), the potential step's FLOP rate against this device's measured fp32
     matmul rate, and peak memory per stage (docs/benchmarks.md)."""
     dev = pick_device(device, key="--device")
-    res = run_bench(dev, threads or os.cpu_count() or 1, quick, log=_err)
+    res = run_bench(dev, threads or os.cpu_count() or 1, quick, log=_progress(_verbosity(quiet, verbose)))
     if run_dir:
         res["e2e_split_s"] = e2e_split(Path(run_dir))
     name = "cpu" if dev == "cpu" else "cuda"
@@ -345,12 +378,15 @@ def bench(device, threads, quick, run_dir, out_dir):
 @main.command(short_help="Check this installation in seconds (versions, devices, numerics).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to run the numerical checks (auto: the GPU when torch sees one).")
-def selfcheck(device):
+@verbosity_options
+def selfcheck(device, quiet, verbose):
     """Quick check of this installation (seconds): versions, devices, MPI library, and the exact-mock
     CBE residual, the Laplacian, a short flow fit and HDF5 checkpoints on DEVICE. Exit status 1 if any fails."""
+    v = _verbosity(quiet, verbose)
     dev = pick_device(device, key="--device")
-    for line in environment():
-        click.echo(line)
+    if v != Verbosity.QUIET:  # the versions and devices: context, not the result
+        for line in environment():
+            click.echo(line)
     checks = run_checks(dev)
     for c in checks:
         click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<10} {dev:<6} {c.seconds:5.1f} s  {c.detail}")

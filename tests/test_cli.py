@@ -136,3 +136,26 @@ def test_gaia_input_with_noise_and_bootstrap_pipelines(tmp_path):
         assert len(ids) > 1000 and 0.03 < diff.std() < 0.07  # the quoted 0.05 mas noise
     with h5py.File(tmp_path / "run" / "potential/x0_v0-000.h5") as f:
         assert json.loads(f.attrs["sun"])["r0_kpc"] != 8.122
+
+
+def test_every_command_has_quiet_and_verbose():
+    from click.testing import CliRunner
+
+    from dpot_hpc.cli import main
+
+    for name in main.commands:
+        out = CliRunner().invoke(main, [name, "--help"]).output
+        assert "-q, --quiet" in out and "-v, --verbose" in out, name
+
+
+def test_quiet_summary_prints_the_table_and_no_progress_and_verbose_errors_show_the_traceback(tiny_run):
+    root, run_dir, _ = tiny_run
+    p = dpot("summary", "-q", "-c", str(run_dir / "config.yaml"), cwd=root)
+    assert p.returncode == 0 and "rho_R0" in p.stdout
+    assert "report:" not in p.stderr  # the report is written, its progress lines are not shown
+    missing = str(root / "nowhere.yaml")
+    plain = dpot("summary", "-c", missing, cwd=root)
+    loud = dpot("summary", "-v", "-c", missing, cwd=root)
+    assert plain.returncode == loud.returncode == 1
+    assert "Traceback" not in plain.stderr and plain.stderr.count("\n") == 1  # one line
+    assert "Traceback" in loud.stderr and loud.stderr.strip().splitlines()[-1] == plain.stderr.strip()
