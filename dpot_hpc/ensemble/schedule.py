@@ -3,8 +3,8 @@
 Within a stage, members are taken in plan order by whichever rank is free first (as the driver
 does); stages end at barriers. Member costs (seconds on one rank) come from a cost table per kind,
 scaled by each member's size relative to the reference sizes below: measured on this project's
-reference machine (2 CPU cores, 1 rank, 2 threads) for the default configuration, or given per
-device by the user (``dpot-hpc plan --costs costs.json``).
+reference machine (one rank per CPU core) for the default configuration, or given per device by the
+user (``dpot-hpc plan --costs costs.json``).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from ..config import Config
 from ..errors import InputError
 from .plan import STAGES, MemberSpec, cache_flows, stages
 
-#: Seconds per member for the reference sizes (default config, 2 CPU cores, one rank): measured in
-#: the default run, see docs/recovery.md. Keys: df (200k stars x 25 epochs), cache (100k points
-#: from 1 flow; cache_per_flow for each further flow), potential (3000 steps x 2048 points).
-REFERENCE_COSTS_S = {"df": 95.0, "cache": 3.0, "cache_per_flow": 2.2, "potential": 130.0}
+#: Seconds per member for the reference sizes, on one rank of one CPU core: measured in the default
+#: run on the 2-core machine (two ranks, one thread each; the members' logs in docs/recovery.md's run:
+#: 30 epochs of 200k stars ~100 s, a 100k-point cache from one flow ~14 s and from four ~20 s, 1500
+#: potential steps ~46 s). Keys: df (200k stars x 25 epochs), cache (100k points from 1 flow, mostly
+#: drawing them; cache_per_flow for each further flow's gradients), potential (3000 steps x 2048 points).
+REFERENCE_COSTS_S = {"df": 83.0, "cache": 14.0, "cache_per_flow": 2.0, "potential": 92.0}
 REFERENCE = {"stars_epochs": 200_000 * 25, "points": 100_000, "steps_batch": 3000 * 2048}
 
 
@@ -68,7 +70,7 @@ def format_prediction(pred: dict, ranks: int) -> str:
     lines = [f"predicted on {ranks} rank(s):", f"{'stage':10s} {'members':>7s} {'wall':>10s} {'idle':>8s}"]
     for name in STAGES:
         p = pred[name]
-        idle = p["idle_s"] / (p["wall_s"] * ranks) if p["wall_s"] else 0.0
+        idle = max(0.0, p["idle_s"] / (p["wall_s"] * ranks)) if p["wall_s"] else 0.0  # no "-0%" from round-off
         lines.append(f"{name:10s} {p['members']:7d} {p['wall_s'] / 3600:9.2f}h {idle:8.0%}")
     lines.append(f"{'total':10s} {'':7s} {pred['total_s'] / 3600:9.2f}h")
     return "\n".join(lines)
