@@ -35,7 +35,7 @@ def caption_df_check(maps: dict[str, BinnedComparison], n_stars: int, n_samples:
     m = next(iter(maps.values()))
     sig = np.concatenate([v.significance[np.isfinite(v.significance)] for v in maps.values()])
     return (f"The {n_stars} prepared stars within {r_max_kpc:g} kpc of the Sun against {n_samples} samples of "
-            "the best-fit flow ensemble (the df_seed flows in equal parts: the points of cache/best_fit.h5, or of the df_seed flows' own caches), "
+            "the best-fit flow ensemble (the df_seed and bootstrap flows in equal parts: the points of cache/best_fit.h5, or of those flows' own caches), "
             f"renormalised to the stars' number, in {len(m.edges_a) - 1} x {len(m.edges_b) - 1} bins. "
             "Significance: (n_flow - n_data) / sqrt(n_data + s n_flow), s = stars/samples, i.e. the paper's "
             "(n_flow - n_data)/sqrt(n_data) with the samples' own Poisson noise added; bins empty in both are "

@@ -32,7 +32,7 @@ def plot_residuals(maps: dict[str, ResidualMap]):
 def caption_residuals(maps: dict[str, ResidualMap], n_points: int, omega_p: float, mean_abs: float) -> str:
     sig = np.concatenate([m.significance[np.isfinite(m.significance)] for m in maps.values()])
     return (f"The residual r = d ln f/dt of the collisionless Boltzmann equation at the {n_points} points of "
-            "cache/best_fit.h5 (the best-fit DF's median gradients; without it the df_seed flows' own caches), with the best-estimate potential (the "
+            "cache/best_fit.h5 (the best-fit DF's mean gradients; without it the df_seed and bootstrap flows' own caches), with the best-estimate potential (the "
             f"members' median acceleration) in the frame rotating at their median Omega_p = {omega_p:.3f} km/s/kpc; "
             f"mean |r| = {mean_abs:.3g} km/s/kpc. Top: the mean residual per bin. Bottom: its significance, "
             "the mean divided by its standard error (sample standard deviation / sqrt(points)), treating the "

@@ -58,15 +58,15 @@ def read_stars(folder: RunFolder) -> np.ndarray:
 
 
 def read_best_cache(folder: RunFolder) -> dict[str, torch.Tensor]:
-    """The best-fit gradient cache {x, v, log_f, grad_x, grad_v} (samples of the df_seed flows), or,
-    when the run has none (the best estimate pairs one potential with each flow), the df_seed flows'
-    own caches joined."""
+    """The best-fit gradient cache {x, v, log_f, grad_x, grad_v} (samples of the df_seed and bootstrap
+    flows, their mean gradients), or, when the run has none (the best estimate pairs one potential
+    with each flow), those flows' own caches joined."""
     best = folder.member("cache", "best_fit")
     if best.exists():
         return read_cache(best)
-    singles = [p for p in folder.member_files("cache") if p.stem.startswith("df_seed-")]
+    singles = [p for p in folder.member_files("cache") if p.stem.startswith(("df_seed-", "bootstrap-"))]
     if not singles:
-        _require(best, "the best-fit gradient cache (or the df_seed caches)")
+        _require(best, "the best-fit gradient cache (or the df_seed and bootstrap caches)")
     parts = [read_cache(p) for p in singles]
     return {k: torch.cat([c[k] for c in parts]) for k in parts[0]}
 

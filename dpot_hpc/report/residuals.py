@@ -2,7 +2,7 @@
 potential fails to make f stationary"), binned in the three projections.
 
 r = d ln f / dt along orbits in the frame rotating at Omega_p (``physics.cbe``), km/s/kpc, with the
-cache's median gradients of ln f, the median acceleration over the best-estimate members and their
+cache's mean gradients of ln f, the median acceleration over the best-estimate members and their
 median Omega_p. Per bin: the mean residual and its significance, mean / (standard deviation /
 sqrt(count)), i.e. how far the mean residual of the bin's cache points is from zero in units of its
 own standard error (``binned.binned_mean_significance``).
