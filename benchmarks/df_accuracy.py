@@ -69,6 +69,7 @@ CANDIDATES: dict[str, tuple[list[str], int, str]] = {
                 "affine MAF, 50 epochs: the default before the monotone steps"),
     "smooth2": ([], 200_000, "the default: 6 transforms, 2 tanh steps, 30 epochs"),
     "smooth2_e20": (["df.max_epochs=20", "df.patience=20"], 200_000, "the default with 20 epochs"),
+    "smooth2_e50": (["df.max_epochs=50", "df.patience=50"], 200_000, "the default with 50 epochs"),
     "smooth4_t4": (["df.components=4", "df.transforms=4"], 200_000, "4 transforms, 4 tanh steps, 30 epochs"),
 }
 SEEDS = (0, 1, 2)
