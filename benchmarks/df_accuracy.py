@@ -202,9 +202,26 @@ def cmd_e2e(name: str, family: str, seeds: list[int]) -> None:
     print(json.dumps(row))
 
 
+def flow_spread(singles: torch.Tensor, ev: dict) -> dict[str, float]:
+    """How much K flows' gradients (K, N, 6) scatter about their mean: the median over points of the
+    per-point standard deviation over the flows (ddof 1) relative to |g_true|, for grad_x and grad_v
+    (a single flow's noise; the mean of K flows keeps about 1/sqrt(K) of it)."""
+    ok = ev["grad"].abs().sum(-1) > 0
+    g, t = singles[:, ok], ev["grad"][ok]
+    dev = g - g.mean(0)
+    k = g.shape[0]
+
+    def spread(sl: slice) -> float:
+        sd = (dev[..., sl].norm(dim=-1) ** 2).sum(0).div(k - 1).sqrt()
+        return float((sd / t[:, sl].norm(dim=-1)).median())
+
+    return {"gx_spread": spread(slice(0, 3)), "gv_spread": spread(slice(3, 6))}
+
+
 def cache_errors(run_dir: str) -> dict[str, dict[str, float]]:
     """``gradient_metrics`` of every gradient cache of a finished run on a built-in mock (at the cache's
-    own points, where the potential sees them), and of each single flow in the best-fit cache."""
+    own points, where the potential sees them), of each single flow in the best-fit cache, and the
+    flows' spread there (``flow_spread``)."""
     import h5py
 
     from dpot_hpc.data.runfolder import RunFolder
@@ -222,6 +239,7 @@ def cache_errors(run_dir: str) -> dict[str, dict[str, float]]:
         ev = exact_at(mock, log_c, x, v)
         out[path.stem] = gradient_metrics(mean, ev)
         if singles.shape[0] > 1:
+            out[path.stem].update(flow_spread(singles, ev))
             for k in range(singles.shape[0]):
                 out[f"{path.stem}/flow{k}"] = gradient_metrics(singles[k], ev)
     return out

@@ -58,13 +58,14 @@ def main() -> None:
             rel = f" ({(f['value'] - t) / t:+.1%})" if k in ("a_x", "rho_R0") else ""
             print(f"| {fam} | {k} | {unit} | {t:.4f} | {f['value']:.4f} +- {f['half_width_68']:.4f} "
                   f"({f['half_width_95']:.4f}) | {f['value'] - t:+.4f}{rel} | {(f['value'] - t) / f['half_width_68']:+.2f} |")
-    print("\n| family | wall | grad_x ln f error (bagged / single flows) | grad_v ln f error | z-slope | v_z-slope |")
+    print("\n| family | wall | grad_x ln f error: bagged / single flows (their spread) | grad_v ln f error | "
+          "z-slope | v_z-slope |")
     print("|---|---|---|---|---|---|")
     for fam, r in result["families"].items():
         c, singles = r["best_fit_cache"], list(r["single_flows"].values())
         rng = lambda key: f"{min(x[key] for x in singles):.3f}-{max(x[key] for x in singles):.3f}" if singles else "-"  # noqa: E731
-        print(f"| {fam} | {r['wall_s'] / 60:.1f} min | {c['gx_err']:.3f} / {rng('gx_err')} | {c['gv_err']:.3f} / "
-              f"{rng('gv_err')} | {c['slope_z']:.3f} | {c['slope_vz']:.3f} |")
+        print(f"| {fam} | {r['wall_s'] / 60:.1f} min | {c['gx_err']:.3f} / {rng('gx_err')} ({c['gx_spread']:.3f}) | "
+              f"{c['gv_err']:.3f} / {rng('gv_err')} ({c['gv_spread']:.3f}) | {c['slope_z']:.3f} | {c['slope_vz']:.3f} |")
     print(f"wrote {out}")
 
 
