@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
+
 HERE = Path(__file__).resolve().parent
 SETTINGS = ["mock.n_stars=6000", "ensemble.df_seed=2", "ensemble.potential_seed=2", "ensemble.bootstrap=1",
             "ensemble.x0_v0=1", "df.transforms=2", "df.hidden=[32, 32]", "df.max_epochs=6", "df.batch_size=256",
@@ -36,11 +38,36 @@ def command(run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "dpot_hpc", "run", *sets]
 
 
+def _without_mtime(value):
+    """A JSON value with every 'mtime_ns' entry left out (recursively)."""
+    if isinstance(value, dict):
+        return {k: _without_mtime(v) for k, v in value.items() if k != "mtime_ns"}
+    if isinstance(value, list):
+        return [_without_mtime(v) for v in value]
+    return value
+
+
 def fingerprint(run_dir: Path) -> dict[str, str]:
-    """sha256 of every file of the run (summary.json without its wall-time record)."""
+    """sha256 of every file of the run, byte for byte, except: summary.json without its wall-time record,
+    and prepared.h5 by its datasets and attributes without the catalogue's modification time (the
+    reference and the faulted run each draw their own mock.h5, at different times; its content, size and
+    sha256 are compared)."""
     out = {}
     for p in sorted(run_dir.rglob("*")):
         if not p.is_file() or "logs" in p.parts:
+            continue
+        if p.name == "prepared.h5":
+            h = hashlib.sha256()
+            with h5py.File(p, "r") as f:
+                for name in sorted(f):
+                    h.update(name.encode() + f[name][()].tobytes())
+                for k in sorted(f.attrs):
+                    try:
+                        v = json.dumps(_without_mtime(json.loads(f.attrs[k])), sort_keys=True)
+                    except (TypeError, ValueError):
+                        v = str(f.attrs[k])
+                    h.update(k.encode() + v.encode())
+            out[str(p.relative_to(run_dir))] = h.hexdigest()
             continue
         data = p.read_bytes()
         if p.name == "summary.json":
@@ -77,12 +104,15 @@ def main() -> None:
     rng = random.Random(args.seed)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     work = Path(tempfile.mkdtemp(prefix="dpot-faults-"))
-    ref_dir, run_dir = work / "reference", work / "faulted"
+    # both runs in the same folder (its path is part of every file's record): the reference first,
+    # then moved aside
+    ref_dir, run_dir = work / "reference", work / "run"
     t0 = time.perf_counter()
-    p = subprocess.run(command(ref_dir), env=env, capture_output=True, text=True)
+    p = subprocess.run(command(run_dir), env=env, capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(p.stderr[-3000:])
     t_ref = time.perf_counter() - t0
+    run_dir.rename(ref_dir)
     kills = []
     while len(kills) < args.kills:
         delay = rng.uniform(0.5, max(2.0, t_ref / 6))
