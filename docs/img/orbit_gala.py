@@ -41,10 +41,10 @@ def main() -> None:
     torch.set_num_threads(1)
     pot = load_potential(args.potential)
     mock = mock_galaxy(load_config(None))
-    # a star at the Sun moving (8, -2, 6) km/s relative to the pattern: inwards, slightly behind it, up
+    # a star at the Sun moving (4, -1, 6) km/s relative to the pattern: inwards, slightly behind it, up
     _, x_sun, _ = pot.sun.affine()  # the Sun's Galactocentric position, kpc
     omega = np.array([0.0, 0.0, -pot.omega_p.to_value(u.km / u.s / u.kpc)])  # Galactic sense: -z
-    v0 = np.cross(omega, x_sun) + np.array([8.0, -2.0, 6.0])
+    v0 = np.cross(omega, x_sun) + np.array([4.0, -1.0, 6.0])
     w0 = gd.PhaseSpacePosition(pos=x_sun * u.kpc, vel=v0 * u.km / u.s)
     fit = orbit_in_pattern_frame(pot, w0, args.myr)
     true = orbit_in_pattern_frame(mock, w0, args.myr)
