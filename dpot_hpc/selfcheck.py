@@ -29,6 +29,7 @@ from .data.mockfile import mock_galaxy
 from .models.df_training import build_flow, train_flow
 from .models.flows import log_prob_and_gradients
 from .models.potential import PotentialNet, fields
+from .models.training import LoopHooks
 from .physics.cbe import residual_heliocentric
 from .physics.derivatives import gradient_and_laplacian
 from .physics.mock import log_df_gradients, sample, truth_fields
@@ -110,7 +111,7 @@ def check_flow(device: str) -> str:
     train, held = w[:5000], w[5000:]
     df = DFSection(transforms=2, hidden=[32, 32], batch_size=256, max_epochs=4, patience=4, learning_rate=3e-3)
     r_max = mock.r_max_kpc
-    flow, _ = train_flow(train, df, seed=7, r_max_kpc=r_max, device=device)
+    flow, _ = train_flow(train, df, seed=7, r_max_kpc=r_max, hooks=LoopHooks(device=device))
     untrained = build_flow(df, 7, r_max)
     untrained.set_standardisation(flow.mean, flow.std, train.shape[0])
     flow.to(device)

@@ -35,7 +35,7 @@ from ..models.df_training import build_flow, train_flow
 from ..models.flows import Flow
 from ..models.potential import PotentialNet, evaluate
 from ..models.potential_training import build_potential, train_potential
-from ..models.training import Interrupted, StopRequest, never
+from ..models.training import Interrupted, LoopHooks, StopRequest, never
 from ..physics.frames import SunFrame
 from ..physics.scalars import evaluation_grid, scalars_from_fields
 from ..progress import MemberLog
@@ -165,8 +165,8 @@ def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor) -> Pat
             "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
 
     def train(seed, checkpoint, resume, log) -> Trained:
-        flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc, checkpoint, resume, log, ctx.device,
-                                 ctx.stop)
+        flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc,
+                                 LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop))
         attrs = {"best_val_loss": state.best_val, "best_epoch": state.best_epoch}
         return flow.state_dict(), state.history, attrs, f"done: {spec.path(ctx.folder)}"
 
@@ -266,7 +266,7 @@ def run_potential_member(spec: MemberSpec, ctx: RunContext, cache: dict[str, tor
 
     def train(seed, checkpoint, resume, log) -> Trained:
         phi, omega_p, state = train_potential(cache, cfg.potential, sun, seed, cfg.catalogue.r_max_kpc,
-                                              checkpoint, resume, log, ctx.device, ctx.stop)
+                                              LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop))
         scalars = member_scalars(phi, omega_p, cfg, rho_baryons, sun)
         attrs = {"omega_p_kms_kpc": omega_p, "scalars": json.dumps(scalars)}
         return phi.state_dict(), state.history, attrs, "done: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items())

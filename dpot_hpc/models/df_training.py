@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
 from ..config import DFSection
-from ..progress import MemberLog
 from .flows import Flow
-from .training import Interrupted, LoopState, Resumable, StopRequest, never, seeded, set_cosine_lr
+from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
 
 #: History columns of a DF member: epoch, mean training loss, validation loss (-<ln p> per star), learning rate.
@@ -36,23 +33,15 @@ def build_flow(df: DFSection, seed: int, r_max_kpc: float) -> Flow:
                                      components=df.components))
 
 
-def train_flow(
-    stars: torch.Tensor,
-    df: DFSection,
-    seed: int,
-    r_max_kpc: float,
-    checkpoint: Callable[[dict], None] | None = None,
-    resume: dict | None = None,
-    log: MemberLog | None = None,
-    device: str = "cpu",
-    stop: StopRequest = never,
-) -> tuple[Flow, DFTrainState]:
+def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
+               hooks: LoopHooks = LoopHooks()) -> tuple[Flow, DFTrainState]:
     """Fit a flow to stars (N, 6) float64 physical coordinates (kpc, km/s).
 
-    checkpoint(payload) is called every ``df.checkpoint_every_epochs`` epochs with everything
-    needed to continue; pass that payload back as ``resume`` to continue bit-for-bit. When ``stop()``
-    turns true, the loop checkpoints at the end of the epoch and raises Interrupted.
+    ``hooks.checkpoint(payload)`` is called every ``df.checkpoint_every_epochs`` epochs with everything
+    needed to continue; pass that payload back as ``hooks.resume`` to continue bit-for-bit. When
+    ``hooks.stop()`` turns true, the loop checkpoints at the end of the epoch and raises Interrupted.
     """
+    checkpoint, resume, log, device, stop = hooks.checkpoint, hooks.resume, hooks.log, hooks.device, hooks.stop
     n = stars.shape[0]
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=gen)

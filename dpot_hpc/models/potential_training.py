@@ -23,7 +23,7 @@ from ..physics.derivatives import gradient_and_laplacian
 from ..physics.frames import SunFrame
 from ..progress import MemberLog
 from .potential import PotentialNet, fields
-from .training import Interrupted, LoopState, Resumable, StopRequest, never, seeded, set_cosine_lr
+from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
 #: History columns of a potential member: step, loss, mean |r| [km/s/kpc], Omega_p [km/s/kpc].
 HISTORY_COLUMNS = ("step", "loss", "mean_abs_r", "omega_p")
@@ -97,24 +97,16 @@ def loss_function(pot: PotentialSection, log: MemberLog | None = None) -> Callab
     return loss
 
 
-def train_potential(
-    cache: dict[str, torch.Tensor],
-    pot: PotentialSection,
-    sun: SunFrame,
-    seed: int,
-    length_scale_kpc: float,
-    checkpoint: Callable[[dict], None] | None = None,
-    resume: dict | None = None,
-    log: MemberLog | None = None,
-    device: str = "cpu",
-    stop: StopRequest = never,
-) -> tuple[PotentialNet, float, LoopState]:
+def train_potential(cache: dict[str, torch.Tensor], pot: PotentialSection, sun: SunFrame, seed: int,
+                    length_scale_kpc: float, hooks: LoopHooks = LoopHooks()) -> tuple[PotentialNet, float, LoopState]:
     """Fit Phi and Omega_p to cache = {x, v, grad_x, grad_v} (heliocentric, float32 or 64).
 
     Returns the network, the pattern speed (km/s/kpc) and the training record (history rows as in
-    ``HISTORY_COLUMNS``, every ``steps // 20`` steps). When ``stop()`` turns true the loop
+    ``HISTORY_COLUMNS``, every ``steps // 20`` steps). Checkpoints, resume, log, device and stop
+    request come in ``hooks`` (as for ``train_flow``); when ``hooks.stop()`` turns true the loop
     checkpoints after the current step and raises Interrupted.
     """
+    checkpoint, resume, log, device, stop = hooks.checkpoint, hooks.resume, hooks.log, hooks.device, hooks.stop
     data = {k: cache[k].to(device=device, dtype=torch.float32) for k in ("x", "v", "grad_x", "grad_v")}
     if pot.weighting == "grad_v":
         data["weight"] = residual_weights(data["grad_v"])

@@ -47,6 +47,20 @@ def never() -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class LoopHooks:
+    """What a training loop gets from whoever runs it, beyond its data and settings: where to write
+    checkpoints (``checkpoint(payload)``), the payload of the last one to resume from, the member's log,
+    the torch device, and the stop request (e.g. Slurm's time-limit signal). The defaults train once,
+    silently, on the CPU, without checkpoints."""
+
+    checkpoint: Callable[[dict], None] | None = None
+    resume: dict | None = None
+    log: Callable[[str], None] | None = None
+    device: str = "cpu"
+    stop: StopRequest = never
+
+
 @dataclass
 class LoopState:
     """Position of a training loop: optimizer steps taken, the history rows, whether it finished."""
