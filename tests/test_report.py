@@ -167,14 +167,22 @@ def test_summary_h5_has_the_maps_with_units(tiny_run):
             m = g[plane]
             x = m["x"][()]
             assert m["x"].attrs["unit"] == "kpc" and x.shape == (37, 37, 3) and np.all(x[..., 3 - h - v] == 0)
-            for name, unit in [("rho", "Msun/pc^3"), ("rho_spread", "Msun/pc^3"), ("accel", "km/s/Myr"),
-                               ("accel_spread", "km/s/Myr"), ("phi", "(km/s)^2"), ("phi_truth", "(km/s)^2"),
+            for name, unit in [("rho", "Msun/pc^3"), ("rho_sigma", "Msun/pc^3"), ("accel", "km/s/Myr"),
+                               ("accel_sigma", "km/s/Myr"), ("phi", "(km/s)^2"), ("phi_truth", "(km/s)^2"),
                                ("rho_truth", "Msun/pc^3"), ("accel_truth", "km/s/Myr"), ("rho_rel_error", "1")]:
                 assert m[name].attrs["unit"] == unit, (plane, name)
             inside = np.linalg.norm(x, axis=-1) < 0.9
             rho = m["rho"][()]
             assert np.all(np.isfinite(rho[inside])) and np.all(np.isnan(rho[~inside]))
-            assert np.all(m["rho_spread"][()][inside] >= 0)
+            assert np.all(m["rho_sigma"][()][inside] >= 0)
+            # the uncertainty is the band's DF term: the bootstrap members' standard deviation times
+            # sqrt(1 + 1/K), K = 4 flows in the best-fit DF (2 df_seed + 2 bootstrap)
+            assert json.loads(g.attrs["band_members"]) == ["bootstrap-000", "bootstrap-001"]
+            boot = dpot_hpc.Potential([mm for mm in dpot_hpc.load_potential(run_dir, "bootstrap").members])
+            pts_b = x[inside][::50]
+            rho_b = np.stack([dpot_hpc.Potential([mm]).density(pts_b).value for mm in boot.members])
+            assert np.allclose(m["rho_sigma"][()][inside][::50], rho_b.std(axis=0, ddof=1) * np.sqrt(1 + 1 / 4),
+                               rtol=1e-5, atol=1e-12)
             # the median map equals the API's ensemble median at the same points
             pts = x[inside][::50]
             assert np.allclose(m["accel"][()][inside][::50], best.acceleration(pts).value, rtol=1e-5, atol=1e-9)

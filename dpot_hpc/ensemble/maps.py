@@ -9,8 +9,11 @@ Index [i, j] is (horizontal axis value j, vertical axis value i), so images need
 Per plane (``summary.h5`` group ``maps/<plane>``, units in each dataset's ``unit`` attribute):
   x (n, n, 3) [kpc]; for F in phi [(km/s)^2, minus each member's Phi at the Sun], accel
   [km/s/Myr, heliocentric axes], rho [Msun/pc^3]: F = median over the best-estimate members and
-  F_spread = half their 16-84 percentile range; for a mock also F_truth and
-  rho_rel_error = (rho - rho_truth) / rho_truth.
+  F_sigma = its standard deviation at each point, the DF term of the scalars' band
+  (``ensemble.statistics.band_terms``): the standard deviation over the band members (one flow and
+  one potential each: bootstrap, else df_seed) times ``df_term_factor``; a run without such members
+  has only the best-estimate members' half 16-84 range (the potential seeds' scatter, far smaller).
+  For a mock also F_truth and rho_rel_error = (rho - rho_truth) / rho_truth.
 """
 
 from __future__ import annotations
@@ -55,10 +58,10 @@ def member_fields(nets: list[PotentialNet], x: np.ndarray) -> dict[str, np.ndarr
             "rho": np.stack([p["rho"].numpy()[1:] for p in per])}
 
 
-def median_and_spread(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(median, half the 16-84 percentile range) over axis 0."""
-    p16, p50, p84 = np.percentile(stack, [16, 50, 84], axis=0)
-    return p50, (p84 - p16) / 2
+def half_range(stack: np.ndarray) -> np.ndarray:
+    """Half the 16-84 percentile range over axis 0."""
+    p16, p84 = np.percentile(stack, [16, 84], axis=0)
+    return (p84 - p16) / 2
 
 
 def truth_fields(truth: MockTruth, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -69,9 +72,10 @@ def truth_fields(truth: MockTruth, x: np.ndarray) -> dict[str, np.ndarray]:
             "rho": t["rho"].numpy()[1:]}
 
 
-def plane_maps(nets: list[PotentialNet], truth: MockTruth | None, plane: str, r_max_kpc: float,
-               spacing_kpc: float) -> dict[str, np.ndarray]:
-    """The fields of one plane (module docstring), NaN where |x| >= r_max_kpc."""
+def plane_maps(nets: list[PotentialNet], band: tuple[list[PotentialNet], float], truth: MockTruth | None,
+               plane: str, r_max_kpc: float, spacing_kpc: float) -> dict[str, np.ndarray]:
+    """The fields of one plane (module docstring), NaN where |x| >= r_max_kpc; ``band``: (the band
+    members' networks, the factor on their standard deviation)."""
     pts = plane_points(plane, r_max_kpc, spacing_kpc)
     inside = np.linalg.norm(pts, axis=-1) < r_max_kpc
     shape = inside.shape
@@ -83,9 +87,11 @@ def plane_maps(nets: list[PotentialNet], truth: MockTruth | None, plane: str, r_
         return full
 
     per = member_fields(nets, pts[inside])
+    band_nets, factor = band
+    spread = member_fields(band_nets, pts[inside]) if len(band_nets) > 1 else None
     for k, stack in per.items():
-        med, spread = median_and_spread(stack)
-        out[k], out[f"{k}_spread"] = fill(med), fill(spread)
+        sigma = spread[k].std(axis=0, ddof=1) * factor if spread else half_range(stack)
+        out[k], out[f"{k}_sigma"] = fill(np.median(stack, axis=0)), fill(sigma)
     if truth is not None:
         for k, v in truth_fields(truth, pts[inside]).items():
             out[f"{k}_truth"] = fill(v)
@@ -93,16 +99,17 @@ def plane_maps(nets: list[PotentialNet], truth: MockTruth | None, plane: str, r_
     return out
 
 
-def best_maps(nets: list[PotentialNet], truth: MockTruth | None, r_max_kpc: float,
-              spacing_kpc: float) -> dict[str, dict[str, np.ndarray]]:
-    """Both planes' fields (``plane_maps``) of the best-estimate members ``nets``."""
+def best_maps(nets: list[PotentialNet], band: tuple[list[PotentialNet], float], truth: MockTruth | None,
+              r_max_kpc: float, spacing_kpc: float) -> dict[str, dict[str, np.ndarray]]:
+    """Both planes' fields (``plane_maps``) of the best-estimate members ``nets`` with the uncertainty
+    from ``band`` (the band members' networks and the factor on their standard deviation)."""
     if not nets:
         raise ValueError("the maps need at least one potential member")
-    return {p: plane_maps(nets, truth, p, r_max_kpc, spacing_kpc) for p in PLANES}
+    return {p: plane_maps(nets, band, truth, p, r_max_kpc, spacing_kpc) for p in PLANES}
 
 
 def unit_of(name: str) -> str:
-    """The unit of a stored map dataset ('rho_spread' -> Msun/pc^3; relative errors are '1')."""
+    """The unit of a stored map dataset ('rho_sigma' -> Msun/pc^3; relative errors are '1')."""
     if name == "x":
         return "kpc"
     if name.endswith("rel_error"):
@@ -111,23 +118,28 @@ def unit_of(name: str) -> str:
 
 
 def write_maps(group: h5py.Group, maps: dict[str, dict[str, np.ndarray]], member_ids: list[str],
-               r_max_kpc: float, spacing_kpc: float) -> None:
-    """Write ``best_maps``'s result into an open HDF5 group (e.g. summary.h5's ``maps``)."""
-    group.attrs.update({"members": json.dumps(member_ids), "r_max_kpc": r_max_kpc, "spacing_kpc": spacing_kpc,
+               band_ids: list[str], r_max_kpc: float, spacing_kpc: float) -> None:
+    """Write ``best_maps``'s result into an open HDF5 group (e.g. summary.h5's ``maps``); member_ids:
+    the best-estimate members, band_ids: the members of the uncertainty (module docstring)."""
+    sigma = ("*_sigma: the standard deviation over the band members times sqrt(1 + 1/K), the DF term of the "
+             "scalars' band" if len(band_ids) > 1 else "*_sigma: half the members' 16-84 percentile range")
+    group.attrs.update({"members": json.dumps(member_ids), "band_members": json.dumps(band_ids),
+                        "r_max_kpc": r_max_kpc, "spacing_kpc": spacing_kpc,
                         "axes": "heliocentric Galactic Cartesian; xy: z = 0, xz: y = 0; index [i, j]: i along the "
                                  "vertical axis (y or z), j along x",
-                        "statistics": "median over the members; *_spread: half the 16-84 percentile range"})
+                        "statistics": f"median over the members; {sigma}"})
     for plane, fields in maps.items():
         g = group.create_group(plane)
         for name, arr in fields.items():
             g.create_dataset(name, data=arr).attrs["unit"] = unit_of(name)
 
 
-def read_maps(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], list[str]] | None:
-    """(maps, member ids) from summary.h5, or None when the file has no maps (older versions)."""
+def read_maps(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], list[str], list[str]] | None:
+    """(maps, member ids, band member ids) from summary.h5, or None when the file has no maps of this
+    layout (older versions)."""
     with h5py.File(path, "r") as f:
-        if "maps" not in f:
+        if "maps" not in f or "band_members" not in f["maps"].attrs:
             return None
         g = f["maps"]
         maps = {p: {k: g[p][k][()] for k in g[p]} for p in PLANES if p in g}
-        return maps, json.loads(g.attrs["members"])
+        return maps, json.loads(g.attrs["members"]), json.loads(g.attrs["band_members"])

@@ -48,6 +48,19 @@ def best_member_ids(member_ids: list[str]) -> tuple[list[str], str]:
 FLOW_PIPELINES = ("df_seed", "bootstrap")
 
 
+def df_term_pipeline(counts: dict[str, int]) -> str | None:
+    """The pipeline whose members' spread is the DF term of the band, given the members per pipeline:
+    bootstrap with two or more members (the data's sampling and the flows' training noise), else
+    df_seed with two or more (training noise only), else None."""
+    return next((p for p in ("bootstrap", "df_seed") if counts.get(p, 0) > 1), None)
+
+
+def df_term_factor(n_averaged: int) -> float:
+    """The DF term is the single-flow members' standard deviation times this: sqrt(1 + 1/K) for a best
+    estimate that averages K flows' training noise but keeps the data's sampling noise (``band_terms``)."""
+    return math.sqrt(1.0 + 1.0 / max(1, n_averaged))
+
+
 def student_t_quantile(p: float, dof: float) -> float:
     """The p-quantile (0.5 < p < 1) of Student's t distribution with ``dof`` degrees of freedom, by
     bisection on its CDF (Simpson's rule on the density; 1e-7 absolute); the normal quantile for
@@ -91,10 +104,10 @@ def band_terms(pipelines: dict[str, dict[str, dict[str, float]]], k: str, n_aver
     Each term's degrees of freedom are its members - 1.
     """
     terms, dof = {}, {}
-    flow_pipe = "bootstrap" if pipelines.get("bootstrap", {}).get(k, {}).get("n", 0) > 1 else "df_seed"
-    st = pipelines.get(flow_pipe, {}).get(k)
-    if st and st["n"] > 1:
-        terms["df"] = st["sigma"] * math.sqrt(1.0 + 1.0 / max(1, n_averaged))
+    flow_pipe = df_term_pipeline({p: st[k]["n"] for p, st in pipelines.items()})
+    if flow_pipe:
+        st = pipelines[flow_pipe][k]
+        terms["df"] = st["sigma"] * df_term_factor(n_averaged)
         dof["df"] = st["n"] - 1
     for pipe in ("x0_v0", "obs_noise"):
         st = pipelines.get(pipe, {}).get(k)

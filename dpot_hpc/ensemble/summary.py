@@ -8,12 +8,13 @@ median's uncertainty, terms, dof, half_width_68, half_width_95; ``ensemble.stati
 baryon model, axes). summary.h5: one group per quantity with the best-estimate statistics, ``unit``
 and ``truth`` as attrs, and one subgroup per pipeline with its statistics, ``member_ids`` and the
 dataset ``members``; and the group ``maps``: the best-estimate members' fields on two planes through
-the Sun with their spread (and the truth for a mock), see ``ensemble.maps``.
+the Sun with their standard deviation (and the truth for a mock), see ``ensemble.maps``.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 
@@ -24,7 +25,8 @@ from ..physics.scalars import SCALARS
 from .maps import best_maps, write_maps
 from .members import baryon_density, load_potential_member, verified
 from .plan import BEST_FIT, cache_flows, noise_level, potential_members
-from .statistics import best_member_ids, ensemble_report, final_estimate, pipeline_of, simex
+from .statistics import (best_member_ids, df_term_factor, df_term_pipeline, ensemble_report, final_estimate,
+                         pipeline_of, simex)
 
 
 def averaged_flows(cfg: Config, member_ids: list[str]) -> int:
@@ -36,12 +38,13 @@ def averaged_flows(cfg: Config, member_ids: list[str]) -> int:
 
 def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict], truth: dict | None,
                   baryon_note: str, timing: dict | None = None,
-                  maps: tuple[dict, list[str]] | None = None) -> dict:
+                  maps: tuple[dict, list[str], list[str]] | None = None) -> dict:
     """Write summary.json and summary.h5 from every potential member's scalars on the data; return the
     summary.
 
     timing: wall seconds per stage of this invocation (and the rank count), reported as is.
-    maps: (``ensemble.maps.best_maps``'s fields, the ids of the members they come from), or None.
+    maps: (``ensemble.maps.best_maps``'s fields, the ids of the best-estimate members and of the band
+    members they come from), or None.
     """
     report = ensemble_report(member_scalars, averaged_flows(cfg, list(member_scalars)))
     levels: dict[float, list] = {}
@@ -85,7 +88,7 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
                 p.attrs["member_ids"] = json.dumps(ids)
         f.attrs["settings"] = json.dumps(summary["settings"])
         if maps is not None:
-            write_maps(f.create_group("maps"), maps[0], maps[1], cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
+            write_maps(f.create_group("maps"), *maps, cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
     return summary
 
 
@@ -101,7 +104,24 @@ def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = 
     data = {s.id: scalars[s.id] for s in order}
     _, note = baryon_density(cfg, folder.truth(), cfg.frame.sun())
     truth = folder.truth()
-    ids, _ = best_member_ids(list(data))
-    nets = [load_potential_member(folder.member("potential", m)).net for m in ids]
-    maps = best_maps(nets, truth, cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
-    return write_summary(cfg, folder, data, truth.scalars if truth else None, note, timing, (maps, ids))
+    ids, band_ids, maps = summary_maps(cfg, folder, list(data))
+    return write_summary(cfg, folder, data, truth.scalars if truth else None, note, timing, (maps, ids, band_ids))
+
+
+def band_member_ids(member_ids: list[str]) -> list[str]:
+    """The members whose spread is the band's DF term (``statistics.df_term_pipeline``), or none."""
+    pipe = df_term_pipeline(Counter(pipeline_of(m) for m in member_ids))
+    return [m for m in member_ids if pipeline_of(m) == pipe] if pipe else []
+
+
+def summary_maps(cfg: Config, folder: RunFolder, member_ids: list[str]) -> tuple[list[str], list[str], dict]:
+    """(best-estimate member ids, band member ids, their maps: ``maps.best_maps``) of a run's finished
+    potential members."""
+    ids, _ = best_member_ids(member_ids)
+    band_ids = band_member_ids(member_ids)
+
+    def nets(which: list[str]) -> list:
+        return [load_potential_member(folder.member("potential", m)).net for m in which]
+
+    band = (nets(band_ids), df_term_factor(averaged_flows(cfg, member_ids)))
+    return ids, band_ids, best_maps(nets(ids), band, folder.truth(), cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)

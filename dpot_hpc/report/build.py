@@ -17,7 +17,8 @@ import torch
 
 from ..data.h5io import atomic_write_text
 from ..data.runfolder import REPORT_FIGURES, RunFolder
-from ..ensemble.maps import best_maps, read_maps
+from ..ensemble.maps import read_maps
+from ..ensemble.summary import summary_maps
 from ..ensemble.statistics import best_member_ids
 from ..progress import say
 from . import mpl
@@ -81,10 +82,8 @@ def _maps(ctx: ReportContext):
     stored = read_maps(ctx.folder.summary_h5) if ctx.folder.summary_h5.is_file() else None
     if stored is None:
         ctx.maps_computed = True
-        members = ctx.members()
-        maps = best_maps([m.net for m in members], ctx.folder.truth(), ctx.cfg.cache.r_max_kpc,
-                         ctx.cfg.summary.grid_spacing_kpc)
-        stored = maps, [m.id for m in members]
+        ids, band_ids, maps = summary_maps(ctx.cfg, ctx.folder, list(ctx.summary["members"]))
+        stored = maps, ids, band_ids
     return plot_maps(stored[0]), caption_maps(*stored)
 
 

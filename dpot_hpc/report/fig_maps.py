@@ -36,8 +36,8 @@ def _arrows(ax, fields: dict, h: int, v: int) -> None:
 
 
 def plot_maps(maps: dict[str, dict[str, np.ndarray]]):
-    """Rows: the planes; columns: rho with acceleration arrows, the members' spread of rho and, when
-    the maps carry the truth, rho's relative error and |a - a_true| / |a_true|."""
+    """Rows: the planes; columns: rho with acceleration arrows, its standard deviation and, when the
+    maps carry the truth, rho's relative error and |a - a_true| / |a_true|."""
     has_truth = all("rho_truth" in f for f in maps.values())
     ncol = 4 if has_truth else 2
     fig = new_figure(3.1 * ncol + 0.6, 2.9 * len(maps))
@@ -51,10 +51,10 @@ def plot_maps(maps: dict[str, dict[str, np.ndarray]]):
         colorbar(fig, im, row[0], r"$\rho$ [M$_\odot$/pc$^3$]")
         _arrows(row[0], f, h, v)
         row[0].set_title(rf"$\rho$ and $a$ in the plane {fixed} = 0")
-        lo, hi = robust_range(f["rho_spread"], 0, 98)
-        im = row[1].imshow(f["rho_spread"], origin="lower", extent=ext, vmin=0, vmax=hi, cmap="magma")
-        colorbar(fig, im, row[1], r"spread of $\rho$ [M$_\odot$/pc$^3$]")
-        row[1].set_title(r"spread of $\rho$ over the members")
+        lo, hi = robust_range(f["rho_sigma"], 0, 98)
+        im = row[1].imshow(f["rho_sigma"], origin="lower", extent=ext, vmin=0, vmax=hi, cmap="magma")
+        colorbar(fig, im, row[1], r"$\sigma_\rho$ [M$_\odot$/pc$^3$]")
+        row[1].set_title(r"uncertainty of $\rho$ (1 $\sigma$)")
         if has_truth:
             lim = symmetric_limit(f["rho_rel_error"], cap=1.0)
             im = row[2].imshow(f["rho_rel_error"], origin="lower", extent=ext, vmin=-lim, vmax=lim, cmap="RdBu_r")
@@ -73,16 +73,19 @@ def plot_maps(maps: dict[str, dict[str, np.ndarray]]):
     return fig
 
 
-def caption_maps(maps: dict[str, dict[str, np.ndarray]], member_ids: list[str]) -> str:
+def caption_maps(maps: dict[str, dict[str, np.ndarray]], member_ids: list[str], band_ids: list[str]) -> str:
     f = next(iter(maps.values()))
     step = float(f["x"][0, 1, 0] - f["x"][0, 0, 0])
     r = float(np.nanmax(np.abs(f["x"][..., 0])))
     text = (f"Median over the best-estimate members ({', '.join(member_ids)}) on the planes z = 0 (top) and "
             f"y = 0 (bottom) through the Sun (star), heliocentric Galactic axes (x towards the Galactic "
             f"centre), grid spacing {step * 1000:.0f} pc, within {r:g} kpc. Density rho = Laplacian(Phi)/4 pi G; "
-            "arrows: the in-plane acceleration. Spread: half the members' 16-84 percentile range "
-            "(the potential-seed scatter only; the combined uncertainty of the scalars also includes the other "
-            "pipelines).")
+            "arrows: the in-plane acceleration. "
+            + (f"Uncertainty: the standard deviation over the members with their own flow ({', '.join(band_ids)}) "
+               "times sqrt(1 + 1/K), K the flows of the best-fit DF: the DF term of the scalars' band."
+               if len(band_ids) > 1 else
+               "Uncertainty: half the members' 16-84 percentile range (this run has fewer than two members with "
+               "their own flow, so it shows the potential seeds' scatter only, not the DF's)."))
     if "rho_truth" in f:
         text += " For the mock: relative errors against its analytic potential."
-    return text + " The fields and their spread are in summary.h5, group maps."
+    return text + " The fields and their standard deviations are in summary.h5, group maps."
