@@ -25,7 +25,8 @@ import torch
 from .data.runfolder import RunFolder
 from .ensemble.maps import member_fields
 from .ensemble.members import MemberFileError, PotentialMember, load_potential_member
-from .ensemble.statistics import best_member_ids, pipeline_of
+from .ensemble.statistics import best_member_ids, df_term_factor, pipeline_of
+from .ensemble.summary import averaged_flows, band_member_ids
 from .errors import DpotWarning, InputError
 from .physics.frames import SunFrame, galcen_to_helio
 
@@ -145,6 +146,19 @@ def load_potential(path, members: str | Sequence[str] = "best") -> Potential:
     if path.is_file():
         return Potential([load_potential_member(path)])
     raise InputError(f"{path}: no such run folder or member file")
+
+
+def load_band(run_dir) -> tuple[Potential, float] | None:
+    """(the members whose spread is the DF term of the summary's band, the factor on their standard
+    deviation): one flow and one potential each, bootstrap or else df_seed, and sqrt(1 + 1/K) for a
+    best-fit DF of K flows (``ensemble.statistics.band_terms``); None with fewer than two such members.
+    ``maps.band_sigma`` of their fields is the best estimate's standard deviation at each point."""
+    folder, cfg = RunFolder.open(run_dir)
+    files = {f.stem: f for f in folder.member_files("potential")}
+    ids = band_member_ids(list(files))
+    if not ids:
+        return None
+    return Potential([load_potential_member(files[i]) for i in ids]), df_term_factor(averaged_flows(cfg, list(files)))
 
 
 def read_points(path) -> np.ndarray:

@@ -15,7 +15,7 @@ import click
 import numpy as np
 
 from ._version import __version__
-from .api import load_potential, read_points
+from .api import load_band, load_potential, read_points
 from .bench import e2e_split, run_bench, table
 from .cluster.mpi import run as run_driver
 from .cluster.launch import relaunch, relaunch_command
@@ -26,6 +26,7 @@ from .data.h5io import atomic_h5, atomic_write_text
 from .data.mockfile import write_mock
 from .data.prepare import prepare_sample
 from .data.runfolder import RunFolder
+from .ensemble.maps import band_sigma
 from .ensemble.plan import STAGES, format_plan, plan_rows
 from .ensemble.schedule import format_prediction, load_costs, simulate
 from .ensemble.statistics import format_summary
@@ -314,7 +315,7 @@ def config(out, quiet, verbose):
     click.echo(f"wrote {out}")
 
 
-@main.command(short_help="Evaluate Phi, a and rho (median and 16-84 band) at given points.")
+@main.command(short_help="Evaluate Phi, a and rho (median, 16-84 band, sigma) at given points.")
 @click.argument("run_dir", type=click.Path(exists=True))
 @click.option("--points", "points", required=True, type=click.Path(dir_okay=False),
               help="HDF5 (dataset x (N,3) or x, y, z) or text file of heliocentric positions in kpc.")
@@ -326,12 +327,16 @@ def config(out, quiet, verbose):
 @verbosity_options
 def evaluate(run_dir, points, members, out, quiet, verbose):
     """Evaluate Phi (zero at the Sun), a and rho of a trained run (or one member file) at given
-    points: the median over the members and the 16th and 84th percentiles."""
+    points: the median over the members and their 16th and 84th percentiles; for the best estimate of
+    a run also its standard deviation (*_sigma: the DF term of the summary's band, from the members
+    with their own flow)."""
     _verbosity(quiet, verbose)
     pts = read_points(points)
     chosen = members if members in ("best", "all") or "," not in members else members.split(",")
     pot = load_potential(run_dir, chosen)
     fields = pot.evaluate(pts)
+    band = load_band(run_dir) if members == "best" and Path(run_dir).is_dir() else None
+    sigma = {k: band_sigma(v, band[1]) for k, v in band[0].evaluate(pts).items()} if band else {}
     out = Path(out) if out else Path(str(points) + ".potential.h5")
     units = {"phi": "(km/s)^2", "accel": "km/s/Myr", "rho": "Msun/pc^3"}
     with atomic_h5(out) as f:
@@ -341,6 +346,10 @@ def evaluate(run_dir, points, members, out, quiet, verbose):
             for name, data in ((k, np.median(fields[k], axis=0)), (f"{k}_p16", p16), (f"{k}_p84", p84),
                                (f"members/{k}", fields[k])):
                 f.create_dataset(name, data=data).attrs["unit"] = unit
+            if sigma:
+                f.create_dataset(f"{k}_sigma", data=sigma[k]).attrs["unit"] = unit
+        if band:
+            f.attrs["band_members"] = ",".join(band[0].ids)
         f.attrs["members"] = ",".join(pot.ids)
         f.attrs["omega_p_kms_kpc"] = pot.omega_p.value
         f.attrs["axes"] = "heliocentric Galactic Cartesian (x towards the Galactic centre); phi is 0 at the Sun"

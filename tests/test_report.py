@@ -330,3 +330,19 @@ def test_acceleration_by_backward_pass_equals_the_one_pass_fields():
     a = acceleration(net, x, batch=128)
     assert a.shape == (500, 3)
     assert torch.allclose(a, evaluate(net, x)["accel"], rtol=1e-4, atol=1e-2)
+
+
+def test_evaluate_gives_the_best_estimates_standard_deviation(tiny_run, tmp_path):
+    """`evaluate` on a run's best estimate also writes *_sigma, the DF term of the band at each point
+    (as summary.h5's maps): the bootstrap members' standard deviation times sqrt(1 + 1/K), K = 4."""
+    run_dir = tiny_run[0]
+    pts = np.array([[0.1, 0.0, 0.0], [0.3, -0.2, 0.1], [-0.5, 0.1, -0.4]])
+    np.savetxt(tmp_path / "pts.txt", pts)
+    p = dpot("evaluate", str(run_dir), "--points", str(tmp_path / "pts.txt"), "--out", str(tmp_path / "o.h5"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    boot = dpot_hpc.load_potential(run_dir, "bootstrap")
+    rho_b = boot.evaluate(pts)["rho"]
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f.attrs["band_members"] == "bootstrap-000,bootstrap-001"
+        assert f["rho_sigma"].attrs["unit"] == "Msun/pc^3" and np.all(f["rho_sigma"][()] > 0)
+        assert np.allclose(f["rho_sigma"][()], rho_b.std(axis=0, ddof=1) * np.sqrt(1 + 1 / 4), rtol=1e-5)

@@ -58,6 +58,12 @@ def member_fields(nets: list[PotentialNet], x: np.ndarray) -> dict[str, np.ndarr
             "rho": np.stack([p["rho"].numpy()[1:] for p in per])}
 
 
+def band_sigma(stack: np.ndarray, factor: float) -> np.ndarray:
+    """The DF term of the band at each point: the band members' standard deviation over axis 0 (ddof 1)
+    times ``factor`` (``statistics.df_term_factor``)."""
+    return stack.std(axis=0, ddof=1) * factor
+
+
 def half_range(stack: np.ndarray) -> np.ndarray:
     """Half the 16-84 percentile range over axis 0."""
     p16, p84 = np.percentile(stack, [16, 84], axis=0)
@@ -90,7 +96,7 @@ def plane_maps(nets: list[PotentialNet], band: tuple[list[PotentialNet], float],
     band_nets, factor = band
     spread = member_fields(band_nets, pts[inside]) if len(band_nets) > 1 else None
     for k, stack in per.items():
-        sigma = spread[k].std(axis=0, ddof=1) * factor if spread else half_range(stack)
+        sigma = band_sigma(spread[k], factor) if spread else half_range(stack)
         out[k], out[f"{k}_sigma"] = fill(np.median(stack, axis=0)), fill(sigma)
     if truth is not None:
         for k, v in truth_fields(truth, pts[inside]).items():
