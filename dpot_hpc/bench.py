@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import subprocess
 import time
 from pathlib import Path
 
@@ -40,6 +41,22 @@ from .physics.mock import log_df_gradients, sample
 #: The reference implementation on the project's 2-core machine (issue 11): samples/s, points/s.
 REFERENCE = {"df_train_samples_per_s": 600.0, "cache_points_per_s": 390.0,
              "potential_4x512_every_point_points_per_s": 1850.0}
+
+
+def source_commit() -> str | None:
+    """The git commit of the code being measured (short hash, '+dirty' with uncommitted changes), or
+    None when the package does not run from a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _sync(device: str) -> None:
@@ -197,7 +214,7 @@ def run_bench(device: str, threads: int, quick: bool = False, log=print) -> dict
                     "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "threads": threads, "device": device,
                     "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"},
-        "dpot_hpc": __version__, "quick": quick, "date": time.strftime("%Y-%m-%d %H:%M"),
+        "dpot_hpc": __version__, "commit": source_commit(), "quick": quick, "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     return out
 

@@ -27,3 +27,6 @@ def test_bench_quick_writes_the_documented_keys(tmp_path):
     assert 0 < res["potential_flop_fraction"] < 1.5
     assert all(s["peak_memory_mb"] > 10 for s in res["stages"].values())
     assert "| gradient cache" in (tmp_path / "bench_cpu.md").read_text()
+    # the commit measured: this checkout's (the tests run from one)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert res["commit"].split("+")[0] == head
