@@ -5,7 +5,8 @@ configs/accurate.yaml) on the family's mock (mock.seed 1), then: every reported 
 truth (error, error in units of the 68% band), the wall time and its split by stage, and the
 gradient errors of the best-fit cache at its own points against the mock's exact DF
 (``df_accuracy.cache_errors``: median relative error of grad_x ln f and grad_v ln f, near-plane
-slopes), for the bagged mean and for each single flow.
+slopes), for the bagged mean and for each single flow, and the density map against the truth by height
+(``map_errors``: how far the map's rho_sigma can be trusted away from the plane).
 
     python benchmarks/recovery.py --label default
     python benchmarks/recovery.py --label accurate --config configs/accurate.yaml
@@ -21,11 +22,37 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from df_accuracy import cache_errors
 from runs import HERE, ROOT, commit, finished_run, machine
 
+from dpot_hpc.ensemble.maps import read_maps
+
 SCALARS = {"a_x": "km/s/Myr", "a_y": "km/s/Myr", "a_z": "km/s/Myr", "omega_p": "km/s/kpc", "rho_R0": "Msun/pc^3",
            "rho_dm": "Msun/pc^3"}
+
+
+#: Height bins [kpc] of the density map's errors (the xz plane through the Sun).
+Z_BINS_KPC = ((0.0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 0.9))
+
+
+def map_errors(summary_h5: Path) -> list[dict]:
+    """The rho map of summary.h5 against the truth in bins of |z| on the xz plane: the median relative
+    error, the median rho_sigma / rho_truth, and the fractions of points with |error| < 1 and 2 sigma."""
+    maps = read_maps(summary_h5)
+    if maps is None:
+        raise SystemExit(f"{summary_h5}: no maps with rho_sigma (summarise it again: dpot-hpc summary)")
+    xz = maps[0]["xz"]
+    z, rel = np.abs(xz["x"][..., 2]), xz["rho_rel_error"]
+    pull = (xz["rho"] - xz["rho_truth"]) / xz["rho_sigma"]
+    rows = []
+    for lo, hi in Z_BINS_KPC:
+        k = (z >= lo - 1e-9) & (z < hi - 1e-9) & np.isfinite(rel)
+        rows.append({"z_kpc": [lo, hi], "points": int(k.sum()), "median_abs_rel_error": float(np.median(np.abs(rel[k]))),
+                     "median_rel_sigma": float(np.median(xz["rho_sigma"][k] / xz["rho_truth"][k])),
+                     "within_1_sigma": float(np.mean(np.abs(pull[k]) < 1)),
+                     "within_2_sigma": float(np.mean(np.abs(pull[k]) < 2))})
+    return rows
 
 
 def main() -> None:
@@ -48,7 +75,8 @@ def main() -> None:
             "wall_s": wall, "stages_s": summary["timing_s"], "truth": summary["truth"],
             "final": {k: {f: summary["final"][k][f] for f in ("value", "half_width_68", "half_width_95", "dof", "how")}
                       for k in SCALARS},
-            "best_fit_cache": grads.get("best_fit"), "single_flows": {k: v for k, v in grads.items() if "/flow" in k}}
+            "rho_map": map_errors(run_dir / "summary.h5"), "best_fit_cache": grads.get("best_fit"),
+            "single_flows": {k: v for k, v in grads.items() if "/flow" in k}}
         out.write_text(json.dumps(result, indent=2) + "\n")
     print("| family | quantity | unit | truth | recovered +- 68% (95%) | error | error / 68% band |")
     print("|---|---|---|---|---|---|---|")
@@ -66,6 +94,13 @@ def main() -> None:
         rng = lambda key: f"{min(x[key] for x in singles):.3f}-{max(x[key] for x in singles):.3f}" if singles else "-"  # noqa: E731
         print(f"| {fam} | {r['wall_s'] / 60:.1f} min | {c['gx_err']:.3f} / {rng('gx_err')} ({c['gx_spread']:.3f}) | "
               f"{c['gv_err']:.3f} / {rng('gv_err')} ({c['gv_spread']:.3f}) | {c['slope_z']:.3f} | {c['slope_vz']:.3f} |")
+    print("\n| family | rho map, abs z in kpc | median abs relative error | median sigma / truth | "
+          "within 1 sigma | within 2 sigma |")
+    print("|---|---|---|---|---|---|")
+    for fam, r in result["families"].items():
+        for b in r.get("rho_map", []):
+            print(f"| {fam} | {b['z_kpc'][0]:g}-{b['z_kpc'][1]:g} | {b['median_abs_rel_error']:.1%} | "
+                  f"{b['median_rel_sigma']:.1%} | {b['within_1_sigma']:.0%} | {b['within_2_sigma']:.0%} |")
     print(f"wrote {out}")
 
 
