@@ -53,6 +53,19 @@ def _jobcomp(d: Path) -> list[dict]:
     return [dict(re.findall(r"(\w+)=(\S+)", line)) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _wait_for_queue(env: dict, run_dir, minutes: int) -> None:
+    """Wait until Slurm's queue is empty; fail with the jobs' output if a dependency can never be met."""
+    deadline = time.monotonic() + 60 * minutes
+    while time.monotonic() < deadline:
+        q = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], env=env, capture_output=True, text=True).stdout
+        if not q.strip():
+            return
+        assert "DependencyNeverSatisfied" not in q, q + "\n" + "\n".join(
+            f.read_text()[-2000:] for f in (run_dir / "logs" / "slurm").glob("*.out"))
+        time.sleep(1)
+    pytest.fail(f"Slurm jobs did not finish in {minutes} minutes")
+
+
 def test_job_array_chain_on_real_slurm(slurm, tmp_path):
     env, d = slurm
     run_dir = tmp_path / "run"
@@ -61,16 +74,7 @@ def test_job_array_chain_on_real_slurm(slurm, tmp_path):
     assert p.returncode == 0, p.stderr
     ids = dict(re.findall(r"submitted (\w+)\s+job (\d+)", p.stdout))
     assert list(ids) == ["setup", "df", "cache", "potential", "summary"]
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        q = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], env=env, capture_output=True, text=True).stdout
-        if not q.strip():
-            break
-        assert "DependencyNeverSatisfied" not in q, q + "\n" + "\n".join(
-            f.read_text()[-2000:] for f in (run_dir / "logs" / "slurm").glob("*.out"))
-        time.sleep(1)
-    else:
-        pytest.fail("Slurm jobs did not finish in 10 minutes")
+    _wait_for_queue(env, run_dir, minutes=10)
     jobs = _jobcomp(d)
     assert jobs and all(j["JobState"] == "COMPLETED" for j in jobs), jobs
     # every array task of every stage ran, each on its own member
@@ -109,16 +113,7 @@ def test_a_member_longer_than_the_time_limit_finishes_over_several_allocations(s
     p = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "slurm", *sets, "--cpus-per-task", "1", "--time", "1",
                         "--signal-margin", "50", "--submit"], env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        q = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], env=env, capture_output=True, text=True).stdout
-        if not q.strip():
-            break
-        assert "DependencyNeverSatisfied" not in q, q + "\n" + "\n".join(
-            f.read_text()[-2000:] for f in (run_dir / "logs" / "slurm").glob("*.out"))
-        time.sleep(2)
-    else:
-        pytest.fail("Slurm jobs did not finish in 15 minutes")
+    _wait_for_queue(env, run_dir, minutes=15)
     out = "".join(f.read_text() for f in (run_dir / "logs" / "slurm").glob("potential-*.out"))
     assert out.count("requeueing") >= 1, out[-3000:]
     log = (run_dir / "logs" / "potential-potential_seed-000.log").read_text()
