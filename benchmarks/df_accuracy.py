@@ -84,8 +84,7 @@ def training_stars(family: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     path = OUT / f"train_{family}_{n}.pt"
     if not path.exists():
         s = sample(mock_galaxy(config(family, [])), n, seed=1)
-        OUT.mkdir(parents=True, exist_ok=True)
-        torch.save({"w": torch.cat([s.x_h, s.v_h], -1), "log_c": s.log_c}, path)
+        _save(path, {"w": torch.cat([s.x_h, s.v_h], -1), "log_c": s.log_c})
     d = torch.load(path)
     return d["w"], d["log_c"]
 
@@ -99,8 +98,16 @@ def eval_set(family: str) -> dict[str, torch.Tensor]:
         keep = torch.linalg.vector_norm(s.x_h, dim=-1) < EVAL_R_MAX
         x, v = s.x_h[keep][:N_EVAL], s.v_h[keep][:N_EVAL]
         _, gx, gv = log_df_gradients(mock, s.log_c, x, v)
-        torch.save({"w": torch.cat([x, v], -1), "grad": torch.cat([gx, gv], -1)}, path)
+        _save(path, {"w": torch.cat([x, v], -1), "grad": torch.cat([gx, gv], -1)})
     return torch.load(path)
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """torch.save via a temporary file and a rename: two trainings started together may both write it."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(tensors, tmp)
+    tmp.replace(path)
 
 
 def gradients(flow, w: torch.Tensor, batch: int = 10_000) -> torch.Tensor:
