@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runs import HERE, commit, finished_run, machine
+from runs import HERE, commit, finished_run, machine, write_json
 
 SCALARS = ("a_x", "a_y", "a_z", "omega_p", "rho_R0", "rho_dm")
 
@@ -79,7 +79,7 @@ def main() -> None:
         result["families"][fam] = {"per_scalar": stats, "realizations": errs,
                                    "wall_s": [r["wall_s"] for r in runs]}
     out = HERE / "results" / f"coverage_{args.label}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     print("| family | scalar | 68% coverage | 95% coverage | mean abs error / 68% band | mean error | mean rel. error (raw) |")
     print("|---|---|---|---|---|---|---|")
     for fam, r in result["families"].items():

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from runs import write_json
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: The defaults of 9773299 that the current code changed (the rest are the same; config.yaml at 9773299):
@@ -69,7 +71,7 @@ def main() -> None:
                     "current": {k: v["median"] for k, v in s_new["best"].items()}, "truth": s_new["truth"]},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "date": time.strftime("%Y-%m-%d"),
     }
-    (HERE / "results" / "default_run_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(HERE / "results" / "default_run_speed.json", result)
     shutil.rmtree(work, ignore_errors=True)
     print("| code | wall | DF stage | potential stage | rho(R=R0) | Omega_p |\n|---|---|---|---|---|---|")
     for k in ("base", "current"):

@@ -34,9 +34,9 @@ benchmarks/results/df_accuracy.json and ``table`` writes benchmarks/results/df_a
 from __future__ import annotations
 
 import argparse
+import fcntl
+import io
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -49,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from dpot_hpc.config import load_config  # noqa: E402
+from dpot_hpc.data.h5io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from dpot_hpc.data.cache import build_cache  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
 from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
@@ -97,17 +98,16 @@ def eval_set(family: str) -> dict[str, torch.Tensor]:
         s = sample(mock, 32_000, seed=EVAL_SEED)
         keep = torch.linalg.vector_norm(s.x_h, dim=-1) < EVAL_R_MAX
         x, v = s.x_h[keep][:N_EVAL], s.v_h[keep][:N_EVAL]
-        _, gx, gv = log_df_gradients(mock, s.log_c, x, v)
-        _save(path, {"w": torch.cat([x, v], -1), "grad": torch.cat([gx, gv], -1)})
+        _save(path, exact_at(mock, s.log_c, x, v))
     return torch.load(path)
 
 
-def _save(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """torch.save via a temporary file and a rename: two trainings started together may both write it."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(tensors, tmp)
-    tmp.replace(path)
+def _save(path: Path, obj) -> None:
+    """torch.save through a temporary file and a rename (two trainings started together may both
+    write a star set; a killed one leaves no half-written flow)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def gradients(flow, w: torch.Tensor, batch: int = 10_000) -> torch.Tensor:
@@ -146,13 +146,17 @@ def load_results() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"flows": {}, "ensembles": {}, "e2e": {}}
 
 
-def save_results(res: dict) -> None:
-    res["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}
-    res["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
-                                   text=True).stdout.strip()
+def record(section: str, key: str, row: dict) -> None:
+    """Add one row to df_accuracy.json: read, change and write under a lock (trainings run in parallel),
+    written through a temporary file and a rename."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1) + "\n")
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        res = load_results()
+        res[section][key] = row
+        res["machine"] = {**machine(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+        res["commit"] = commit()
+        atomic_write_text(RESULTS, json.dumps(res, indent=1) + "\n")
 
 
 def cmd_train(name: str, family: str, seed: int) -> None:
@@ -164,14 +168,12 @@ def cmd_train(name: str, family: str, seed: int) -> None:
     flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc)
     wall = time.perf_counter() - t0
     OUT.mkdir(parents=True, exist_ok=True)
-    torch.save(flow.state_dict(), flow_path(name, family, seed))
+    _save(flow_path(name, family, seed), flow.state_dict())
     row = {"candidate": name, "family": family, "seed": seed, "overrides": overrides, "n_stars": n, "note": note,
            **gradient_metrics(gradients(flow, ev["w"]), ev), "train_wall_s": wall,
            "epochs": state.epoch, "best_epoch": state.best_epoch,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
-    res = load_results()
-    res["flows"][f"{name}/{family}/s{seed}"] = row
-    save_results(res)
+    record("flows", f"{name}/{family}/s{seed}", row)
     print(json.dumps(row))
 
 
@@ -203,9 +205,7 @@ def cmd_e2e(name: str, family: str, seeds: list[int]) -> None:
            "scalars": sc, "truth": t, "rho_ratio": sc["rho_R0"] / t["rho_R0"], "d_omega_p": sc["omega_p"] - t["omega_p"],
            "a_x_rel": sc["a_x"] / t["a_x"] - 1, "d_a_y": sc["a_y"] - t["a_y"], "d_a_z": sc["a_z"] - t["a_z"],
            "cache_and_potential_wall_s": time.perf_counter() - t0}
-    res = load_results()
-    res["e2e"][key] = row
-    save_results(res)
+    record("e2e", key, row)
     print(json.dumps(row))
 
 
@@ -291,7 +291,7 @@ def cmd_table() -> str:
                      f"{r['d_omega_p']:+.3f} | {r['a_x_rel']:+.4f} | {r['d_a_y']:+.4f} | {r['d_a_z']:+.4f} |")
     text = "\n".join(lines) + "\n"
     notes = "\n".join(f"- `{k}`: {v[2]} ({' '.join(v[0]) or 'no overrides'})" for k, v in CANDIDATES.items())
-    TABLE.write_text(f"# DF gradient accuracy (`benchmarks/df_accuracy.py`, commit {res.get('commit', '?')})\n\n"
+    atomic_write_text(TABLE, f"# DF gradient accuracy (`benchmarks/df_accuracy.py`, commit {res.get('commit', '?')})\n\n"
                      f"Candidates:\n{notes}\n\n{text}")
     print(text)
     return text

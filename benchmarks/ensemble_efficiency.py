@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from runs import write_json
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -90,7 +92,7 @@ def main() -> None:
         "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
     }
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "ensemble_efficiency.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(HERE / "results" / "ensemble_efficiency.json", result)
     print("| stage | members | T1 (1 rank) | T2 (2 ranks) | Tc (2 processes, ceiling) | T1/(2 T2) | T1/(2 Tc) | Tc/T2 |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| potential | {args.members} | {t1['potential']:.1f} s | {t2['potential']:.1f} s | {tc:.1f} s | "

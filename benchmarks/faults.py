@@ -25,6 +25,8 @@ from pathlib import Path
 
 import h5py
 
+from runs import write_json
+
 HERE = Path(__file__).resolve().parent
 SETTINGS = ["mock.n_stars=6000", "ensemble.df_seed=2", "ensemble.potential_seed=2", "ensemble.bootstrap=1",
             "ensemble.x0_v0=1", "df.transforms=2", "df.hidden=[32, 32]", "df.max_epochs=6", "df.batch_size=256",
@@ -146,7 +148,7 @@ def main() -> None:
         "bit_identical": not differ, "clean": not leftovers,
     }
     out = HERE / "results" / "faults.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     print(f"| kills | by stage | files compared | differing | leftovers |\n|---|---|---|---|---|\n"
           f"| {len(kills)} | {result['kills_by_stage']} | {len(ref)} | {len(differ)} | {len(leftovers)} |")
     print(f"wrote {out}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from runs import HERE, ROOT, commit, finished_run, machine
+from runs import HERE, ROOT, commit, finished_run, machine, write_json
 
 SCALARS = ("a_x", "a_y", "a_z", "omega_p", "rho_R0", "rho_dm")
 PROFILE = ROOT / "configs" / "noisy_mock.yaml"
@@ -55,7 +55,7 @@ def main() -> None:
                          f"+- {n['half_width_68'][k]:.4f} ({n['half_width_95'][k]:.4f}) |")
             rows.append(line)
     out = HERE / "results" / "noise_bias.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     head = "| family | scalar | truth | error without noise |"
     sep = "|---|---|---|---|"
     for s in args.scales:

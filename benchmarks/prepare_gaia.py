@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runs import write_json
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -88,7 +90,7 @@ def main() -> None:
     }
     res_dir = HERE / "results"
     res_dir.mkdir(exist_ok=True)
-    (res_dir / "prepare_gaia.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(res_dir / "prepare_gaia.json", result)
     print("| rows | input | wall time | peak memory | kept |")
     print("|---|---|---|---|---|")
     print(f"| {args.rows:,} | {fits.stat().st_size / 1e9:.2f} GB FITS | {wall:.1f} s | {peak_gb:.2f} GB | {prov_line} |")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from df_accuracy import cache_errors
-from runs import HERE, ROOT, commit, finished_run, machine
+from runs import HERE, ROOT, commit, finished_run, machine, write_json
 
 from dpot_hpc.ensemble.maps import read_maps
 
@@ -77,7 +77,7 @@ def main() -> None:
                       for k in SCALARS},
             "rho_map": map_errors(run_dir / "summary.h5"), "best_fit_cache": grads.get("best_fit"),
             "single_flows": {k: v for k, v in grads.items() if "/flow" in k}}
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(out, result)
     print("| family | quantity | unit | truth | recovered +- 68% (95%) | error | error / 68% band |")
     print("|---|---|---|---|---|---|---|")
     for fam, r in result["families"].items():
@@ -90,10 +90,12 @@ def main() -> None:
           "z-slope | v_z-slope |")
     print("|---|---|---|---|---|---|")
     for fam, r in result["families"].items():
-        c, singles = r["best_fit_cache"], list(r["single_flows"].values())
+        c, singles = r["best_fit_cache"] or {}, list(r["single_flows"].values())
         rng = lambda key: f"{min(x[key] for x in singles):.3f}-{max(x[key] for x in singles):.3f}" if singles else "-"  # noqa: E731
-        print(f"| {fam} | {r['wall_s'] / 60:.1f} min | {c['gx_err']:.3f} / {rng('gx_err')} ({c['gx_spread']:.3f}) | "
-              f"{c['gv_err']:.3f} / {rng('gv_err')} ({c['gv_spread']:.3f}) | {c['slope_z']:.3f} | {c['slope_vz']:.3f} |")
+        num = lambda key: f"{c[key]:.3f}" if key in c else "-"  # noqa: E731  (no best-fit cache, or one flow: no spread)
+        wall = f"{r['wall_s'] / 60:.1f} min" if r["wall_s"] else "-"
+        print(f"| {fam} | {wall} | {num('gx_err')} / {rng('gx_err')} ({num('gx_spread')}) | "
+              f"{num('gv_err')} / {rng('gv_err')} ({num('gv_spread')}) | {num('slope_z')} | {num('slope_vz')} |")
     print("\n| family | rho map, abs z in kpc | median abs relative error | median sigma / truth | "
           "within 1 sigma | within 2 sigma |")
     print("|---|---|---|---|---|---|")

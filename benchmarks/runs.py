@@ -13,6 +13,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from dpot_hpc.bench import source_commit  # noqa: E402
+from dpot_hpc.data.h5io import atomic_write_text  # noqa: E402
+
+
+def write_json(path: Path, obj) -> None:
+    """A result file, written through a temporary file and a rename."""
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def finished_run(run_dir: Path, settings: list[str], config: Path | None = None) -> tuple[dict, float | None]:
@@ -26,13 +35,14 @@ def finished_run(run_dir: Path, settings: list[str], config: Path | None = None)
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if p.returncode != 0:
             sys.exit(f"{run_dir} failed:\n{p.stderr[-3000:]}")
-        wall.write_text(f"{time.perf_counter() - t0:.1f}\n")
+        atomic_write_text(wall, f"{time.perf_counter() - t0:.1f}\n")
     return json.loads(summary.read_text()), float(wall.read_text()) if wall.exists() else None
 
 
 def commit() -> str:
-    """The short hash of the checked-out commit (what a result file measured)."""
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    """The short hash of the checked-out commit (what a result file measured), '+dirty' with uncommitted
+    changes to the package."""
+    return source_commit() or "unknown"
 
 
 def machine() -> dict:

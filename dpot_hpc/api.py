@@ -25,8 +25,8 @@ import torch
 from .data.runfolder import RunFolder
 from .ensemble.maps import member_fields
 from .ensemble.members import MemberFileError, PotentialMember, load_potential_member
-from .ensemble.statistics import best_member_ids, df_term_factor, pipeline_of
-from .ensemble.summary import averaged_flows, band_member_ids
+from .ensemble.statistics import best_member_ids, pipeline_of
+from .ensemble.summary import band_members
 from .errors import DpotWarning, InputError
 from .physics.frames import SunFrame, galcen_to_helio
 
@@ -152,13 +152,16 @@ def load_band(run_dir) -> tuple[Potential, float] | None:
     """(the members whose spread is the DF term of the summary's band, the factor on their standard
     deviation): one flow and one potential each, bootstrap or else df_seed, and sqrt(1 + 1/K) for a
     best-fit DF of K flows (``ensemble.statistics.band_terms``); None with fewer than two such members.
-    ``maps.band_sigma`` of their fields is the best estimate's standard deviation at each point."""
+    ``maps.band_sigma`` of their fields is the best estimate's standard deviation at each point. Also
+    None for a folder of member files without its config.yaml (K is not known there)."""
+    if not RunFolder(Path(run_dir)).config.is_file():
+        return None
     folder, cfg = RunFolder.open(run_dir)
     files = {f.stem: f for f in folder.member_files("potential")}
-    ids = band_member_ids(list(files))
+    ids, factor = band_members(cfg, list(files))
     if not ids:
         return None
-    return Potential([load_potential_member(files[i]) for i in ids]), df_term_factor(averaged_flows(cfg, list(files)))
+    return Potential([load_potential_member(files[i]) for i in ids]), factor
 
 
 def read_points(path) -> np.ndarray:

@@ -139,11 +139,11 @@ def main():
 def run(config_path, overrides, quiet, verbose):
     """The whole job: mock (if needed), prepared sample, DF members, gradient caches, potential
     members, summary. Under mpiexec/srun the members are shared out across the ranks."""
+    v = _verbosity(quiet, verbose)  # first: -v shows the traceback of a bad configuration too
     cfg = load_config(config_path, overrides)
     command = relaunch_command(cfg, sys.argv[1:])
     if command is not None:
         relaunch(command)
-    v = _verbosity(quiet, verbose)
     summary = run_driver(cfg, verbosity=v)
     if summary is None:  # ranks other than 0
         return
@@ -159,8 +159,9 @@ def run(config_path, overrides, quiet, verbose):
 @verbosity_options
 def setup(config_path, overrides, quiet, verbose):
     """Prepare the run folder: config check, mock (if needed), prepared sample, plan.json."""
+    v = _verbosity(quiet, verbose)
     cfg = load_config(config_path, overrides)
-    folder, n = do_setup(cfg, verbosity=_verbosity(quiet, verbose))
+    folder, n = do_setup(cfg, verbosity=v)
     click.echo(f"{folder.root}: set up, {n} members, catalogue {folder.catalogue}")
 
 
@@ -172,9 +173,10 @@ def setup(config_path, overrides, quiet, verbose):
 @verbosity_options
 def member(config_path, overrides, stage, index, quiet, verbose):
     """Run one member of a set-up run folder (e.g. a Slurm array task); resumes or skips as needed."""
+    v = _verbosity(quiet, verbose)
     cfg = load_config(config_path, overrides)
     try:
-        run_one(cfg, stage, index, verbosity=_verbosity(quiet, verbose))
+        run_one(cfg, stage, index, verbosity=v)
     except Interrupted as exc:
         _err(f"dpot-hpc: {stage} member {index}: {exc}")
         sys.exit(REQUEUE_EXIT)

@@ -154,8 +154,9 @@ def test_quiet_summary_prints_the_table_and_no_progress_and_verbose_errors_show_
     assert p.returncode == 0 and "rho_R0" in p.stdout
     assert "report:" not in p.stderr  # the report is written, its progress lines are not shown
     missing = str(root / "nowhere.yaml")
-    plain = dpot("summary", "-c", missing, cwd=root)
-    loud = dpot("summary", "-v", "-c", missing, cwd=root)
-    assert plain.returncode == loud.returncode == 1
-    assert "Traceback" not in plain.stderr and plain.stderr.count("\n") == 1  # one line
-    assert "Traceback" in loud.stderr and loud.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+    for command in ("summary", "run", "setup"):  # a bad configuration is the commonest error
+        plain = dpot(command, "-c", missing, cwd=root)
+        loud = dpot(command, "-v", "-c", missing, cwd=root)
+        assert plain.returncode == loud.returncode == 1, command
+        assert "Traceback" not in plain.stderr and plain.stderr.count("\n") == 1, command  # one line
+        assert "Traceback" in loud.stderr and loud.stderr.strip().splitlines()[-1] == plain.stderr.strip(), command

@@ -124,6 +124,11 @@ def _write_atomically(path: Path, data) -> None:
             tmp.unlink()
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a binary file atomically (temporary file, fsync, rename); OutputError if that fails."""
+    _write_atomically(Path(path), data)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically (temporary file, fsync, rename); OutputError if that fails."""
     _write_atomically(Path(path), text.encode("utf-8"))

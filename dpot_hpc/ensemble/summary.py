@@ -20,6 +20,7 @@ import numpy as np
 
 from ..config import Config
 from ..data.h5io import atomic_h5, atomic_write_text
+from ..data.mockfile import MockTruth
 from ..data.runfolder import RunFolder, RunFolderError
 from ..physics.scalars import SCALARS
 from .maps import best_maps, write_maps
@@ -102,26 +103,29 @@ def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = 
             raise RunFolderError(f"cannot summarise {folder.root}: potential members not finished: {', '.join(missing)}")
         scalars = {s.id: load_potential_member(s.path(folder)).scalars for s in order}
     data = {s.id: scalars[s.id] for s in order}
-    _, note = baryon_density(cfg, folder.truth(), cfg.frame.sun())
     truth = folder.truth()
-    ids, band_ids, maps = summary_maps(cfg, folder, list(data))
+    _, note = baryon_density(cfg, truth, cfg.frame.sun())
+    ids, band_ids, maps = summary_maps(cfg, folder, list(data), truth)
     return write_summary(cfg, folder, data, truth.scalars if truth else None, note, timing, (maps, ids, band_ids))
 
 
-def band_member_ids(member_ids: list[str]) -> list[str]:
-    """The members whose spread is the band's DF term (``statistics.df_term_pipeline``), or none."""
+def band_members(cfg: Config, member_ids: list[str]) -> tuple[list[str], float]:
+    """(the members whose spread is the band's DF term, ``statistics.df_term_pipeline``, or none; the
+    factor on their standard deviation, ``statistics.df_term_factor``)."""
     pipe = df_term_pipeline(Counter(pipeline_of(m) for m in member_ids))
-    return [m for m in member_ids if pipeline_of(m) == pipe] if pipe else []
+    ids = [m for m in member_ids if pipeline_of(m) == pipe] if pipe else []
+    return ids, df_term_factor(averaged_flows(cfg, member_ids))
 
 
-def summary_maps(cfg: Config, folder: RunFolder, member_ids: list[str]) -> tuple[list[str], list[str], dict]:
+def summary_maps(cfg: Config, folder: RunFolder, member_ids: list[str],
+                 truth: MockTruth | None) -> tuple[list[str], list[str], dict]:
     """(best-estimate member ids, band member ids, their maps: ``maps.best_maps``) of a run's finished
-    potential members."""
+    potential members; truth: the mock's (``RunFolder.truth``), or None."""
     ids, _ = best_member_ids(member_ids)
-    band_ids = band_member_ids(member_ids)
+    band_ids, factor = band_members(cfg, member_ids)
 
     def nets(which: list[str]) -> list:
         return [load_potential_member(folder.member("potential", m)).net for m in which]
 
-    band = (nets(band_ids), df_term_factor(averaged_flows(cfg, member_ids)))
-    return ids, band_ids, best_maps(nets(ids), band, folder.truth(), cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
+    maps = best_maps(nets(ids), (nets(band_ids), factor), truth, cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
+    return ids, band_ids, maps

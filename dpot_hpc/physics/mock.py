@@ -428,8 +428,8 @@ HEAVY_DISC_GALAXY = dict(
 )
 HEAVY_DISC_OMEGA_P_KMS_KPC = 30.5
 #: (sigma km/s, fraction, W, n): polytropes with E_t = Phi_eff(Sun) + W sigma^2, so the velocity edge at
-#: the Sun is |u| = sqrt(2 W) sigma (34 and 84 km/s) and the core's dispersion about sigma sqrt(W / n)
-#: (17 and 34 km/s).
+#: the Sun is |u| = sqrt(2 W) sigma (34 and 84 km/s), the Gaussian width of the core near u = 0
+#: sigma sqrt(W / n) (17 and 34 km/s) and the 1-D dispersion sigma sqrt(W / (n + 5/2)) (11 and 25 km/s).
 HEAVY_DISC_COMPONENTS = ((14.0, 0.65, 3.0, 2.0), (28.0, 0.35, 4.5, 3.0))
 
 

@@ -82,7 +82,7 @@ def _maps(ctx: ReportContext):
     stored = read_maps(ctx.folder.summary_h5) if ctx.folder.summary_h5.is_file() else None
     if stored is None:
         ctx.maps_computed = True
-        ids, band_ids, maps = summary_maps(ctx.cfg, ctx.folder, list(ctx.summary["members"]))
+        ids, band_ids, maps = summary_maps(ctx.cfg, ctx.folder, list(ctx.summary["members"]), ctx.folder.truth())
         stored = maps, ids, band_ids
     return plot_maps(stored[0]), caption_maps(*stored)
 
@@ -129,7 +129,8 @@ def write_report(run_dir: str | Path, log: Callable[[str], None] = say) -> Path:
             entries.append(FigureEntry(name, TITLES[name], path.name, caption))
             log(f"report: {path.name} ({time.monotonic() - t:.1f} s)")
     if ctx.maps_computed:
-        notes.append("summary.h5 holds no maps (written by an older dpot-hpc): the maps were computed for this page.")
+        notes.append("summary.h5 holds no maps with their uncertainty (written by an older dpot-hpc): the maps were "
+                     "computed for this page.")
     links = (folder.summary_json, folder.summary_h5, folder.config, folder.plan)
     rel = {p.name: "../" + folder.relative(p) for p in links if p.is_file()}
     ids, _ = best_member_ids(list(summary["members"]))
