@@ -150,8 +150,11 @@ def test_every_command_has_quiet_and_verbose():
 
 def test_quiet_summary_prints_the_table_and_no_progress_and_verbose_errors_show_the_traceback(tiny_run):
     root, run_dir, _ = tiny_run
+    timing = json.loads((run_dir / "summary.json").read_text())["timing_s"]
     p = dpot("summary", "-q", "-c", str(run_dir / "config.yaml"), cwd=root)
     assert p.returncode == 0 and "rho_R0" in p.stdout
+    assert timing["potential"] > 0  # the run's own wall times survive summarising it again
+    assert json.loads((run_dir / "summary.json").read_text())["timing_s"] == timing
     assert "report:" not in p.stderr  # the report is written, its progress lines are not shown
     missing = str(root / "nowhere.yaml")
     for command in ("summary", "run", "setup"):  # a bad configuration is the commonest error

@@ -95,7 +95,10 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
 
 def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = None, timing: dict | None = None) -> dict:
     """Write the summary from the potential members' scalars (read from their files if not given).
-    Creates nothing but the summary files: a folder whose members are not finished is an error."""
+    Creates nothing but the summary files: a folder whose members are not finished is an error.
+    timing None (``dpot-hpc summary``) keeps the wall times of the summary being replaced."""
+    if timing is None:
+        timing = _previous_timing(folder)
     order = potential_members(cfg)
     if scalars is None:
         missing = [s.id for s in order if verified(s, cfg, folder) != "done"]
@@ -107,6 +110,14 @@ def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = 
     _, note = baryon_density(cfg, truth, cfg.frame.sun())
     ids, band_ids, maps = summary_maps(cfg, folder, list(data), truth)
     return write_summary(cfg, folder, data, truth.scalars if truth else None, note, timing, (maps, ids, band_ids))
+
+
+def _previous_timing(folder: RunFolder) -> dict | None:
+    """``timing_s`` of the run folder's summary.json, or None when there is none to read."""
+    try:
+        return json.loads(folder.summary_json.read_text()).get("timing_s") or None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def band_members(cfg: Config, member_ids: list[str]) -> tuple[list[str], float]:
