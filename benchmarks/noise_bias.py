@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from runs import HERE, ROOT, commit, finished_run, machine, write_json
+from runs import HERE, ROOT, commit, finished_run, machine, run_commit, write_json
 
 SCALARS = ("a_x", "a_y", "a_z", "omega_p", "rho_R0", "rho_dm")
 PROFILE = ROOT / "configs" / "noisy_mock.yaml"
@@ -36,7 +36,8 @@ def main() -> None:
         base = [f"mock.family={fam}", f"mock.seed={args.seed}"]
         clean, wall = finished_run(work / fam / "clean", base)
         truth = clean["truth"]
-        entry = {"truth": truth, "clean": {"value": {k: clean["final"][k]["value"] for k in SCALARS}, "wall_s": wall},
+        entry = {"truth": truth, "clean": {"value": {k: clean["final"][k]["value"] for k in SCALARS}, "wall_s": wall,
+                                           "run_commit": run_commit(work / fam / "clean")},
                  "noisy": {}}
         for s in args.scales:
             noisy, wall = finished_run(work / fam / f"noise_x{s:g}", [*base, f"mock.noise_scale={s}"], PROFILE)
@@ -45,7 +46,8 @@ def main() -> None:
                 "corrected": {k: noisy["final"][k]["value"] for k in SCALARS},
                 "half_width_68": {k: noisy["final"][k]["half_width_68"] for k in SCALARS},
                 "half_width_95": {k: noisy["final"][k]["half_width_95"] for k in SCALARS},
-                "how": noisy["final"]["a_x"]["how"], "simex": noisy["simex"], "wall_s": wall}
+                "how": noisy["final"]["a_x"]["how"], "simex": noisy["simex"], "wall_s": wall,
+                "run_commit": run_commit(work / fam / f"noise_x{s:g}")}
         result["families"][fam] = entry
         for k in SCALARS:
             line = f"| {fam} | {k} | {truth[k]:.4f} | {entry['clean']['value'][k] - truth[k]:+.4f} |"

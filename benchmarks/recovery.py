@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from df_accuracy import cache_errors
-from runs import HERE, ROOT, commit, finished_run, machine, write_json
+from runs import HERE, ROOT, commit, finished_run, machine, run_commit, write_json
 
 from dpot_hpc.ensemble.maps import read_maps
 
@@ -72,7 +72,7 @@ def main() -> None:
         summary, wall = finished_run(run_dir, [f"mock.family={fam}", "mock.seed=1", *args.settings], config)
         grads = cache_errors(str(run_dir))
         result["families"][fam] = {
-            "wall_s": wall, "stages_s": summary["timing_s"], "truth": summary["truth"],
+            "run_commit": run_commit(run_dir), "wall_s": wall, "stages_s": summary["timing_s"], "truth": summary["truth"],
             "final": {k: {f: summary["final"][k][f] for f in ("value", "half_width_68", "half_width_95", "dof", "how")}
                       for k in SCALARS},
             "rho_map": map_errors(run_dir / "summary.h5"), "best_fit_cache": grads.get("best_fit"),

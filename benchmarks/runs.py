@@ -29,6 +29,8 @@ def finished_run(run_dir: Path, settings: list[str], config: Path | None = None)
     already has its summary is not repeated (its wall time is read back, None if unknown)."""
     summary, wall = run_dir / "summary.json", run_dir / "wall_s.txt"
     if not summary.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "commit.txt", commit() + "\n")  # the code that made the run (run_commit)
         sets = [a for s in [*settings, f"run.dir={run_dir}"] for a in ("--set", s)]
         cmd = [sys.executable, "-m", "dpot_hpc", "run", "-q", *(["-c", str(config)] if config else []), *sets]
         t0 = time.perf_counter()
@@ -37,6 +39,13 @@ def finished_run(run_dir: Path, settings: list[str], config: Path | None = None)
             sys.exit(f"{run_dir} failed:\n{p.stderr[-3000:]}")
         atomic_write_text(wall, f"{time.perf_counter() - t0:.1f}\n")
     return json.loads(summary.read_text()), float(wall.read_text()) if wall.exists() else None
+
+
+def run_commit(run_dir: Path) -> str | None:
+    """The commit that made a run folder of ``finished_run`` (None for runs made before it was recorded,
+    or by hand): a result file reusing older runs says so per run, beside its own ``commit``."""
+    path = run_dir / "commit.txt"
+    return path.read_text().strip() if path.exists() else None
 
 
 def commit() -> str:
