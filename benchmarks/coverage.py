@@ -16,7 +16,6 @@ Writes benchmarks/results/coverage_<label>.json and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -57,6 +57,7 @@ from dpot_hpc.models.df_training import build_flow, train_flow  # noqa: E402
 from dpot_hpc.models.flows import log_prob_and_gradients  # noqa: E402
 from dpot_hpc.models.potential_training import train_potential  # noqa: E402
 from dpot_hpc.physics.mock import log_df_gradients, sample  # noqa: E402
+from runs import commit, machine  # noqa: E402
 
 OUT = HERE / "out" / "df_accuracy"
 RESULTS = HERE / "results" / "df_accuracy.json"

@@ -15,7 +15,6 @@ Writes benchmarks/results/noise_bias.json and prints a Markdown table (~15 min p
 from __future__ import annotations
 
 import argparse
-import json
 
 from runs import HERE, ROOT, commit, finished_run, machine, run_commit, write_json
 

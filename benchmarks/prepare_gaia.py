@@ -9,7 +9,6 @@ memory (max RSS of the child process) of the whole command, on this machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource

@@ -337,7 +337,7 @@ def evaluate(run_dir, points, members, out, quiet, verbose):
     chosen = members if members in ("best", "all") or "," not in members else members.split(",")
     pot = load_potential(run_dir, chosen)
     fields = pot.evaluate(pts)
-    band = load_band(run_dir) if members == "best" and Path(run_dir).is_dir() else None
+    band = load_band(run_dir) if members == "best" else None  # None for a member file or a folder without config
     sigma = {k: band_sigma(v, band[1]) for k, v in band[0].evaluate(pts).items()} if band else {}
     out = Path(out) if out else Path(str(points) + ".potential.h5")
     units = {"phi": "(km/s)^2", "accel": "km/s/Myr", "rho": "Msun/pc^3"}
