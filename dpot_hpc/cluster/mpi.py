@@ -264,7 +264,7 @@ def run(cfg: Config, comm=None, verbosity: Verbosity = Verbosity.NORMAL) -> dict
     Rank 0 holds the run folder's lock from setup to summary, so a second launcher on the same
     folder is refused while this one is alive; the other ranks join this run."""
     comm = comm if comm is not None else world()
-    rank, size = comm.Get_rank(), comm.Get_size()
+    rank = comm.Get_rank()
     folder = RunFolder.of(cfg)
     log = _say(verbosity)
     t_run = time.monotonic()
