@@ -50,11 +50,10 @@ sys.path.insert(0, str(HERE.parent))
 
 from dpot_hpc.config import load_config  # noqa: E402
 from dpot_hpc.data.h5io import atomic_write_bytes, atomic_write_text  # noqa: E402
-from dpot_hpc.data.cache import build_cache  # noqa: E402
+from dpot_hpc.data.cache import build_cache, evaluate_flows  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
 from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
 from dpot_hpc.models.df_training import build_flow, train_flow  # noqa: E402
-from dpot_hpc.models.flows import log_prob_and_gradients  # noqa: E402
 from dpot_hpc.models.potential_training import train_potential  # noqa: E402
 from dpot_hpc.physics.mock import log_df_gradients, sample  # noqa: E402
 from runs import commit, machine  # noqa: E402
@@ -62,6 +61,7 @@ from runs import commit, machine  # noqa: E402
 OUT = HERE / "out" / "df_accuracy"
 RESULTS = HERE / "results" / "df_accuracy.json"
 TABLE = HERE / "results" / "df_accuracy.md"
+EVAL_BATCH = 10_000  # points per flow evaluation
 FAMILIES = ("barred_isothermal", "thin_thick_lowered")
 N_EVAL, EVAL_SEED, EVAL_R_MAX, NEAR_PLANE_Z = 20_000, 12345, 0.9, 0.2
 
@@ -109,10 +109,6 @@ def _save(path: Path, obj) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def gradients(flow, w: torch.Tensor, batch: int = 10_000) -> torch.Tensor:
-    return torch.cat([log_prob_and_gradients(flow, w[i : i + batch])[1] for i in range(0, w.shape[0], batch)])
 
 
 def _rel(fit: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -171,7 +167,7 @@ def cmd_train(name: str, family: str, seed: int) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     _save(flow_path(name, family, seed), flow.state_dict())
     row = {"candidate": name, "family": family, "seed": seed, "overrides": overrides, "n_stars": n, "note": note,
-           **gradient_metrics(gradients(flow, ev["w"]), ev), "train_wall_s": wall,
+           **gradient_metrics(evaluate_flows([flow], ev["w"], EVAL_BATCH)[1][0], ev), "train_wall_s": wall,
            "epochs": state.epoch, "best_epoch": state.best_epoch,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
     record("flows", f"{name}/{family}/s{seed}", row)
@@ -189,7 +185,7 @@ def cmd_e2e(name: str, family: str, seeds: list[int]) -> None:
     cfg = config(family, CANDIDATES[name][0])
     flows = [load_flow(name, family, s) for s in seeds]
     ev = eval_set(family)
-    mean = torch.stack([gradients(f, ev["w"]) for f in flows]).mean(0)
+    mean = evaluate_flows(flows, ev["w"], EVAL_BATCH)[1].mean(0)
     key = f"{name}/{family}/{'-'.join(map(str, seeds))}"
     t0 = time.perf_counter()
     cache = build_cache(flows, cfg.cache.n_points, cfg.cache.r_max_kpc, seed=5, batch=cfg.cache.batch_size)
