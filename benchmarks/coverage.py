@@ -1,10 +1,12 @@
 """Coverage of the reported bands: independent mock realizations (other mock.seed, same settings),
 each run through `dpot-hpc run`, and for every scalar the fraction of realizations whose 68% and 95%
-bands contain the truth, the mean error in units of the 68% band, and the mean error itself.
+bands contain the truth, the mean error in units of the 68% band, the mean error itself, and the root
+mean square of the error in units of the reported standard deviation (1 for a calibrated band; below 1:
+the band is wider than the errors, above: narrower).
 
 The value and bands are the run's reported ones (summary.json "final": SIMEX when the run does it,
-else the raw median and the pipelines' combined band). Runs are
-resumable: a finished realization is reused.
+else the raw median and the pipelines' combined band), recomputed by the current code from the members'
+scalars. Runs are resumable: a finished realization is reused.
 
     python benchmarks/coverage.py --families barred_isothermal thin_thick_lowered --realizations 10 \
         --set mock.n_stars=50000 --set df.max_epochs=30 --label small
@@ -16,24 +18,25 @@ Writes benchmarks/results/coverage_<label>.json and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
-from runs import HERE, commit, finished_run, machine, write_json
+from runs import HERE, commit, finished_run, machine, run_commit, write_json
+
+from dpot_hpc.data.runfolder import RunFolder
+from dpot_hpc.ensemble.summary import estimates
 
 SCALARS = ("a_x", "a_y", "a_z", "omega_p", "rho_R0", "rho_dm")
 
 
-def run_one(family: str, k: int, settings: list[str], work: Path, resummarise: bool) -> dict:
-    """One realization (resumable): its summary and wall time. ``resummarise``: write the summary of a
-    finished realization again with the current code (e.g. after a change to the bands)."""
+def run_one(family: str, k: int, settings: list[str], work: Path) -> dict:
+    """One realization (resumable): its summary, with the bands recomputed by the current code from the
+    members' scalars in it (``summary.estimates``: a finished realization of an older commit is read
+    as this commit would report it), its wall time and the commit that trained it."""
     run_dir = work / family / f"r{k:02d}"
-    if resummarise and (run_dir / "summary.json").exists():
-        subprocess.run([sys.executable, "-m", "dpot_hpc", "summary", "-c", str(run_dir / "config.yaml")], check=True,
-                       capture_output=True)
     summary, wall = finished_run(run_dir, [f"mock.family={family}", f"mock.seed={1000 + k}", *settings])
-    return {"summary": summary, "wall_s": wall}
+    _, cfg = RunFolder.open(run_dir)
+    summary.update(estimates(cfg, summary["members"]))
+    return {"summary": summary, "wall_s": wall, "run_commit": run_commit(run_dir)}
 
 
 def errors(summary: dict) -> dict[str, dict]:
@@ -41,10 +44,11 @@ def errors(summary: dict) -> dict[str, dict]:
     out = {}
     for k in SCALARS:
         f = summary["final"][k]
-        value, h68, h95 = f["value"], f["half_width_68"], f["half_width_95"]
+        value, h68, h95, sigma = f["value"], f["half_width_68"], f["half_width_95"], f["uncertainty"]
         truth = summary["truth"][k]
         err = value - truth
-        out[k] = {"value": value, "truth": truth, "error": err, "half_width_68": h68, "half_width_95": h95,
+        out[k] = {"value": value, "truth": truth, "error": err, "uncertainty": sigma, "half_width_68": h68,
+                  "half_width_95": h95,
                   "in_68": abs(err) <= h68, "in_95": abs(err) <= h95,
                   "error_over_band": err / h68 if h68 else float("inf"),
                   "raw_median": summary["best"][k]["median"]}
@@ -57,13 +61,12 @@ def main() -> None:
     ap.add_argument("--realizations", type=int, default=10)
     ap.add_argument("--set", dest="settings", action="append", default=[])
     ap.add_argument("--label", default="coverage")
-    ap.add_argument("--resummarise", action="store_true", help="summarise finished realizations again first")
     args = ap.parse_args()
     work = HERE / "out" / f"coverage_{args.label}"
     result = {"label": args.label, "settings": args.settings, "realizations": args.realizations, "families": {},
               "commit": commit(), "machine": machine()}
     for fam in args.families:
-        runs = [run_one(fam, k, args.settings, work, args.resummarise) for k in range(args.realizations)]
+        runs = [run_one(fam, k, args.settings, work) for k in range(args.realizations)]
         errs = [errors(r["summary"]) for r in runs]
         stats = {}
         for k in SCALARS:
@@ -74,18 +77,22 @@ def main() -> None:
                         "mean_relative_error": sum(x["error"] / x["truth"] for x in e) / len(e) if all(x["truth"] for x in e) else None,
                         "mean_raw_relative_error": sum((x["raw_median"] - x["truth"]) / x["truth"] for x in e) / len(e)
                         if all(x["truth"] for x in e) else None,
-                        "mean_half_width_68": sum(x["half_width_68"] for x in e) / len(e)}
+                        "mean_half_width_68": sum(x["half_width_68"] for x in e) / len(e),
+                        "rms_error_over_sigma": (sum((x["error"] / x["uncertainty"]) ** 2 for x in e) / len(e)) ** 0.5
+                        if all(x["uncertainty"] > 0 for x in e) else None}
         result["families"][fam] = {"per_scalar": stats, "realizations": errs,
-                                   "wall_s": [r["wall_s"] for r in runs]}
+                                   "wall_s": [r["wall_s"] for r in runs], "run_commits": [r["run_commit"] for r in runs]}
     out = HERE / "results" / f"coverage_{args.label}.json"
     write_json(out, result)
-    print("| family | scalar | 68% coverage | 95% coverage | mean abs error / 68% band | mean error | mean rel. error (raw) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| family | scalar | 68% coverage | 95% coverage | mean abs error / 68% band | rms error / sigma | mean error | "
+          "mean rel. error (raw) |")
+    print("|---|---|---|---|---|---|---|---|")
     for fam, r in result["families"].items():
         for k, s in r["per_scalar"].items():
             rel = "" if s["mean_relative_error"] is None else f"{s['mean_relative_error']:+.1%} ({s['mean_raw_relative_error']:+.1%})"
+            rms = "-" if s["rms_error_over_sigma"] is None else f"{s['rms_error_over_sigma']:.2f}"
             print(f"| {fam} | {k} | {s['coverage_68']:.0%} | {s['coverage_95']:.0%} | {s['mean_abs_error_over_band']:.2f} | "
-                  f"{s['mean_error']:+.4f} | {rel} |")
+                  f"{rms} | {s['mean_error']:+.4f} | {rel} |")
     print(f"wrote {out}")
 
 

@@ -37,6 +37,21 @@ def averaged_flows(cfg: Config, member_ids: list[str]) -> int:
     return len(cache_flows(cfg, BEST_FIT)) if best_from == "potential_seed" else len(ids)
 
 
+def estimates(cfg: Config, member_scalars: dict[str, dict]) -> dict:
+    """From every potential member's scalars: ``pipelines``, ``best`` and ``best_from``
+    (``statistics.ensemble_report``), ``simex`` (None unless the run extrapolates to zero noise) and
+    ``final``, the reported values and bands. No I/O: a benchmark recomputes a finished run's bands
+    with the current code from the members in its summary.json."""
+    report = ensemble_report(member_scalars, averaged_flows(cfg, list(member_scalars)))
+    levels: dict[float, list] = {}
+    for m, sc in member_scalars.items():
+        if noise_level(pipeline_of(m)):
+            levels.setdefault(noise_level(pipeline_of(m)), []).append(sc)
+    base = [sc for m, sc in member_scalars.items() if pipeline_of(m) == "df_seed"]
+    simexed = simex(report["best"], base, levels) if len(levels) >= 2 and base else None
+    return {**report, "simex": simexed, "final": final_estimate(report["best"], simexed)}
+
+
 def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict], truth: dict | None,
                   baryon_note: str, timing: dict | None = None,
                   maps: tuple[dict, list[str], list[str]] | None = None) -> dict:
@@ -47,17 +62,9 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
     maps: (``ensemble.maps.best_maps``'s fields, the ids of the best-estimate members and of the band
     members they come from), or None.
     """
-    report = ensemble_report(member_scalars, averaged_flows(cfg, list(member_scalars)))
-    levels: dict[float, list] = {}
-    for m, sc in member_scalars.items():
-        if noise_level(pipeline_of(m)):
-            levels.setdefault(noise_level(pipeline_of(m)), []).append(sc)
-    base = [sc for m, sc in member_scalars.items() if pipeline_of(m) == "df_seed"]
-    simexed = simex(report["best"], base, levels) if len(levels) >= 2 and base else None
+    report = estimates(cfg, member_scalars)
     summary = {
         **report,
-        "simex": simexed,
-        "final": final_estimate(report["best"], simexed),
         "units": SCALARS,
         "truth": truth,
         "members": member_scalars,
