@@ -1,8 +1,10 @@
 """Coverage of the reported bands: independent mock realizations (other mock.seed, same settings),
 each run through `dpot-hpc run`, and for every scalar the fraction of realizations whose 68% and 95%
 bands contain the truth, the mean error in units of the 68% band, the mean error itself, and the root
-mean square of the error in units of the reported standard deviation (1 for a calibrated band; below 1:
-the band is wider than the errors, above: narrower).
+mean square of the errors over that of the reported standard deviations, sqrt(sum err^2 / sum sigma^2):
+near 1 when the reported sigma is the error's true standard deviation on average (sigma^2 is an unbiased
+estimate of the variance; the mean of (err / sigma)^2 is not: for 3 degrees of freedom it is 3), below 1
+when the bands are wider than the errors, above when narrower.
 
 The value and bands are the run's reported ones (summary.json "final": SIMEX when the run does it,
 else the raw median and the pipelines' combined band), recomputed by the current code from the members'
@@ -78,19 +80,19 @@ def main() -> None:
                         "mean_raw_relative_error": sum((x["raw_median"] - x["truth"]) / x["truth"] for x in e) / len(e)
                         if all(x["truth"] for x in e) else None,
                         "mean_half_width_68": sum(x["half_width_68"] for x in e) / len(e),
-                        "rms_error_over_sigma": (sum((x["error"] / x["uncertainty"]) ** 2 for x in e) / len(e)) ** 0.5
-                        if all(x["uncertainty"] > 0 for x in e) else None}
+                        "rms_error_over_rms_sigma": (sum(x["error"] ** 2 for x in e) / sum(x["uncertainty"] ** 2 for x in e))
+                        ** 0.5 if any(x["uncertainty"] > 0 for x in e) else None}
         result["families"][fam] = {"per_scalar": stats, "realizations": errs,
                                    "wall_s": [r["wall_s"] for r in runs], "run_commits": [r["run_commit"] for r in runs]}
     out = HERE / "results" / f"coverage_{args.label}.json"
     write_json(out, result)
-    print("| family | scalar | 68% coverage | 95% coverage | mean abs error / 68% band | rms error / sigma | mean error | "
+    print("| family | scalar | 68% coverage | 95% coverage | mean abs error / 68% band | rms error / rms sigma | mean error | "
           "mean rel. error (raw) |")
     print("|---|---|---|---|---|---|---|---|")
     for fam, r in result["families"].items():
         for k, s in r["per_scalar"].items():
             rel = "" if s["mean_relative_error"] is None else f"{s['mean_relative_error']:+.1%} ({s['mean_raw_relative_error']:+.1%})"
-            rms = "-" if s["rms_error_over_sigma"] is None else f"{s['rms_error_over_sigma']:.2f}"
+            rms = "-" if s["rms_error_over_rms_sigma"] is None else f"{s['rms_error_over_rms_sigma']:.2f}"
             print(f"| {fam} | {k} | {s['coverage_68']:.0%} | {s['coverage_95']:.0%} | {s['mean_abs_error_over_band']:.2f} | "
                   f"{rms} | {s['mean_error']:+.4f} | {rel} |")
     print(f"wrote {out}")
