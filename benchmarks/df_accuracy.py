@@ -249,6 +249,41 @@ def cache_errors(run_dir: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def averaging(run_dir: str) -> dict | None:
+    """How the best-fit cache's error falls with the number of flows it averages: ``gradient_metrics`` of
+    the mean of the first n flows on the data (df_seed; n = 1, 2, 4, ..., all), of the bootstrap flows'
+    mean and of all flows, and the flows' training noise against the bootstrap flows' spread: per
+    gradient, sum over points of the df_seed flows' variance over that of the bootstrap flows (the share
+    of the bootstrap spread that is training noise, the rest being the data's sampling noise). None
+    without two df_seed and two bootstrap flows in the best-fit cache."""
+    import h5py
+
+    from dpot_hpc.data.runfolder import RunFolder
+
+    folder, cfg = RunFolder.open(run_dir)
+    with h5py.File(folder.mock, "r") as f:
+        log_c = torch.from_numpy(f["truth"].attrs["log_c"])
+    with h5py.File(Path(run_dir) / "cache" / "best_fit.h5", "r") as f:
+        x, v = torch.from_numpy(f["x"][()]), torch.from_numpy(f["v"][()])
+        singles, ids = torch.from_numpy(f["flows/grad"][()]), json.loads(f.attrs["flows"])
+    seeded = [i for i, m in enumerate(ids) if m.startswith("df_seed-")]
+    boot = [i for i, m in enumerate(ids) if m.startswith("bootstrap-")]
+    if len(seeded) < 2 or len(boot) < 2:
+        return None
+    ev = exact_at(mock_galaxy(cfg), log_c, x, v)
+    sizes = sorted({*(2**j for j in range(len(seeded).bit_length()) if 2**j <= len(seeded)), len(seeded)})
+    out = {f"mean_of_{n}_df_seed": gradient_metrics(singles[seeded[:n]].mean(0), ev) for n in sizes}
+    out[f"mean_of_{len(boot)}_bootstrap"] = gradient_metrics(singles[boot].mean(0), ev)
+    out["mean_of_all"] = gradient_metrics(singles.mean(0), ev)
+    ok = ev["grad"].abs().sum(-1) > 0
+    for name, sl in (("gx", slice(0, 3)), ("gv", slice(3, 6))):
+        def variance(idx: list[int]) -> float:
+            g = singles[idx][:, ok][..., sl]
+            return float(((g - g.mean(0)) ** 2).sum() / (len(idx) - 1))
+        out[f"{name}_training_share"] = variance(seeded) / variance(boot)
+    return out
+
+
 def cmd_all(parallel: int) -> None:
     """Every candidate x family x seed, ``parallel`` trainings at a time (each in its own process, one
     thread), then the end-to-end runs; finished entries are skipped."""

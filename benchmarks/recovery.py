@@ -5,8 +5,10 @@ configs/accurate.yaml) on the family's mock (mock.seed 1), then: every reported 
 truth (error, error in units of the 68% band), the wall time and its split by stage, and the
 gradient errors of the best-fit cache at its own points against the mock's exact DF
 (``df_accuracy.cache_errors``: median relative error of grad_x ln f and grad_v ln f, near-plane
-slopes), for the bagged mean and for each single flow, and the density map against the truth by height
-(``map_errors``: how far the map's rho_sigma can be trusted away from the plane).
+slopes), for the bagged mean and for each single flow, how that error falls with the number of flows
+averaged when the profile has flows on the data besides the bootstrap ones (``df_accuracy.averaging``),
+and the density map against the truth by height (``map_errors``: how far the map's rho_sigma can be
+trusted away from the plane).
 
     python benchmarks/recovery.py --label default
     python benchmarks/recovery.py --label accurate --config configs/accurate.yaml
@@ -23,7 +25,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from df_accuracy import cache_errors
+from df_accuracy import averaging, cache_errors
 from runs import HERE, ROOT, commit, finished_run, machine, run_commit, write_json
 
 from dpot_hpc.ensemble.maps import read_maps
@@ -76,7 +78,7 @@ def main() -> None:
             "final": {k: {f: summary["final"][k][f] for f in ("value", "half_width_68", "half_width_95", "dof", "how")}
                       for k in SCALARS},
             "rho_map": map_errors(run_dir / "summary.h5"), "best_fit_cache": grads.get("best_fit"),
-            "single_flows": {k: v for k, v in grads.items() if "/flow" in k}}
+            "single_flows": {k: v for k, v in grads.items() if "/flow" in k}, "averaging": averaging(str(run_dir))}
         write_json(out, result)
     print("| family | quantity | unit | truth | recovered +- 68% (95%) | error | error / 68% band |")
     print("|---|---|---|---|---|---|---|")
@@ -96,6 +98,19 @@ def main() -> None:
         wall = f"{r['wall_s'] / 60:.1f} min" if r["wall_s"] else "-"
         print(f"| {fam} | {wall} | {num('gx_err')} / {rng('gx_err')} ({num('gx_spread')}) | "
               f"{num('gv_err')} / {rng('gv_err')} ({num('gv_spread')}) | {num('slope_z')} | {num('slope_vz')} |")
+    averaged = {fam: r["averaging"] for fam, r in result["families"].items() if r.get("averaging")}
+    if averaged:
+        print("\n| family | best-fit cache: the mean of | grad_x ln f error | grad_v ln f error | z-slope |")
+        print("|---|---|---|---|---|")
+        for fam, a in averaged.items():
+            for key, m in a.items():
+                if key.startswith("mean_of_"):
+                    what = key[len("mean_of_"):].replace("_df_seed", " flows on the data").replace("_bootstrap",
+                                                                                              " bootstrap flows")
+                    print(f"| {fam} | {what.replace('_', ' ')} | {m['gx_err']:.3f} | {m['gv_err']:.3f} | {m['slope_z']:.3f} |")
+        for fam, a in averaged.items():
+            print(f"{fam}: the flows' training noise is {a['gx_training_share']:.0%} (grad_x) and "
+                  f"{a['gv_training_share']:.0%} (grad_v) of the bootstrap flows' variance")
     print("\n| family | rho map, abs z in kpc | median abs relative error | median sigma / truth | "
           "within 1 sigma | within 2 sigma |")
     print("|---|---|---|---|---|---|")
