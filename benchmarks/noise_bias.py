@@ -7,6 +7,11 @@ realistic profile (configs/noisy_mock.yaml), whose summary keeps the uncorrected
 against the truth is tabulated for each.
 
     python benchmarks/noise_bias.py [--families barred_isothermal] [--scales 1 2]
+    python benchmarks/noise_bias.py --scales 4 --set cuts.parallax_over_error_min=null --tag nocut
+
+``--set`` applies to the noisy runs only, and ``--tag`` names them apart (noise_x4_nocut); each noisy
+entry records how many stars its quality cuts kept (``prepared_stars``: the parallax_over_error cut
+drops more of the distant stars as the errors grow, which no noise correction undoes).
 
 Writes benchmarks/results/noise_bias.json and prints a Markdown table (~15 min per noisy run and
 ~7 min per clean run on 2 cores; finished runs are reused).
@@ -15,6 +20,9 @@ Writes benchmarks/results/noise_bias.json and prints a Markdown table (~15 min p
 from __future__ import annotations
 
 import argparse
+import json
+
+import h5py
 
 from runs import HERE, ROOT, commit, finished_run, machine, run_commit, write_json
 
@@ -27,8 +35,12 @@ def main() -> None:
     ap.add_argument("--families", nargs="+", default=["barred_isothermal"])
     ap.add_argument("--scales", nargs="+", type=float, default=[1.0, 2.0])
     ap.add_argument("--seed", type=int, default=1, help="mock.seed: the same stars in every run")
+    ap.add_argument("--set", dest="settings", action="append", default=[], help="KEY=VALUE for the noisy runs")
+    ap.add_argument("--tag", default="", help="suffix of the noisy runs' names (with --set)")
     args = ap.parse_args()
     work = HERE / "out" / "noise_bias"
+    out = HERE / "results" / "noise_bias.json"
+    old = json.loads(out.read_text()) if out.exists() else {}
     result = {"commit": commit(), "machine": machine(), "profile": PROFILE.read_text(), "families": {}}
     rows = []
     for fam in args.families:
@@ -38,29 +50,33 @@ def main() -> None:
         entry = {"truth": truth, "clean": {"value": {k: clean["final"][k]["value"] for k in SCALARS}, "wall_s": wall,
                                            "run_commit": run_commit(work / fam / "clean")},
                  "noisy": {}}
-        for s in args.scales:
-            noisy, wall = finished_run(work / fam / f"noise_x{s:g}", [*base, f"mock.noise_scale={s}"], PROFILE)
-            entry["noisy"][f"{s:g}"] = {
+        entry["noisy"] = old.get("families", {}).get(fam, {}).get("noisy", {})  # other scales and tags stay
+        names = [f"{s:g}" + (f"_{args.tag}" if args.tag else "") for s in args.scales]
+        for s, name in zip(args.scales, names):
+            run_dir = work / fam / f"noise_x{name}"
+            noisy, wall = finished_run(run_dir, [*base, f"mock.noise_scale={s}", *args.settings], PROFILE)
+            with h5py.File(run_dir / "prepared.h5", "r") as f:
+                kept = int(f["ra"].shape[0])
+            entry["noisy"][name] = {"settings": args.settings, "prepared_stars": kept,
                 "uncorrected": {k: noisy["best"][k]["median"] for k in SCALARS},
                 "corrected": {k: noisy["final"][k]["value"] for k in SCALARS},
                 "half_width_68": {k: noisy["final"][k]["half_width_68"] for k in SCALARS},
                 "half_width_95": {k: noisy["final"][k]["half_width_95"] for k in SCALARS},
                 "how": noisy["final"]["a_x"]["how"], "simex": noisy["simex"], "wall_s": wall,
-                "run_commit": run_commit(work / fam / f"noise_x{s:g}")}
+                "run_commit": run_commit(run_dir)}
         result["families"][fam] = entry
         for k in SCALARS:
             line = f"| {fam} | {k} | {truth[k]:.4f} | {entry['clean']['value'][k] - truth[k]:+.4f} |"
-            for s in args.scales:
-                n = entry["noisy"][f"{s:g}"]
+            for name in names:
+                n = entry["noisy"][name]
                 line += (f" {n['uncorrected'][k] - truth[k]:+.4f} | {n['corrected'][k] - truth[k]:+.4f} "
                          f"+- {n['half_width_68'][k]:.4f} ({n['half_width_95'][k]:.4f}) |")
             rows.append(line)
-    out = HERE / "results" / "noise_bias.json"
     write_json(out, result)
     head = "| family | scalar | truth | error without noise |"
     sep = "|---|---|---|---|"
-    for s in args.scales:
-        head += f" noise x{s:g}: uncorrected | corrected +- 68% (95%) |"
+    for name in names:
+        head += f" noise x{name}: uncorrected | corrected +- 68% (95%) |"
         sep += "---|---|"
     print("\n".join([head, sep, *rows]))
     print(f"wrote {out}")
