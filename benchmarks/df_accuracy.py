@@ -222,10 +222,9 @@ def flow_spread(singles: torch.Tensor, ev: dict) -> dict[str, float]:
     return {"gx_spread": spread(slice(0, 3)), "gv_spread": spread(slice(3, 6))}
 
 
-def cache_errors(run_dir: str) -> dict[str, dict[str, float]]:
-    """``gradient_metrics`` of every gradient cache of a finished run on a built-in mock (at the cache's
-    own points, where the potential sees them), of each single flow in the best-fit cache, and the
-    flows' spread there (``flow_spread``)."""
+def _caches_with_truth(run_dir: str):
+    """Yield (cache name, its points' mean gradients (N, 6), every flow's (K, N, 6), the flows' member
+    ids, ``exact_at`` its points) for every gradient cache of a finished run on a built-in mock."""
     import h5py
 
     from dpot_hpc.data.runfolder import RunFolder
@@ -234,43 +233,41 @@ def cache_errors(run_dir: str) -> dict[str, dict[str, float]]:
     mock = mock_galaxy(cfg)
     with h5py.File(folder.mock, "r") as f:
         log_c = torch.from_numpy(f["truth"].attrs["log_c"])
-    out = {}
     for path in folder.member_files("cache"):
         with h5py.File(path, "r") as f:
             x, v = torch.from_numpy(f["x"][()]), torch.from_numpy(f["v"][()])
             mean = torch.cat([torch.from_numpy(f["grad_x"][()]), torch.from_numpy(f["grad_v"][()])], -1)
-            singles = torch.from_numpy(f["flows/grad"][()])
-        ev = exact_at(mock, log_c, x, v)
-        out[path.stem] = gradient_metrics(mean, ev)
+            singles, ids = torch.from_numpy(f["flows/grad"][()]), json.loads(f.attrs["flows"])
+        yield path.stem, mean, singles, ids, exact_at(mock, log_c, x, v)
+
+
+def cache_errors(run_dir: str) -> tuple[dict[str, dict[str, float]], dict | None]:
+    """``gradient_metrics`` of every gradient cache of a finished run on a built-in mock (at the cache's
+    own points, where the potential sees them), of each single flow in the best-fit cache, and the
+    flows' spread there (``flow_spread``); and the best-fit cache's ``averaging``."""
+    out, avg = {}, None
+    for name, mean, singles, ids, ev in _caches_with_truth(run_dir):
+        out[name] = gradient_metrics(mean, ev)
         if singles.shape[0] > 1:
-            out[path.stem].update(flow_spread(singles, ev))
+            out[name].update(flow_spread(singles, ev))
             for k in range(singles.shape[0]):
-                out[f"{path.stem}/flow{k}"] = gradient_metrics(singles[k], ev)
-    return out
+                out[f"{name}/flow{k}"] = gradient_metrics(singles[k], ev)
+        if name == "best_fit":
+            avg = averaging(singles, ids, ev)
+    return out, avg
 
 
-def averaging(run_dir: str) -> dict | None:
-    """How the best-fit cache's error falls with the number of flows it averages: ``gradient_metrics`` of
-    the mean of the first n flows on the data (df_seed; n = 1, 2, 4, ..., all), of the bootstrap flows'
-    mean and of all flows, and the flows' training noise against the bootstrap flows' spread: per
-    gradient, sum over points of the df_seed flows' variance over that of the bootstrap flows (the share
-    of the bootstrap spread that is training noise, the rest being the data's sampling noise). None
-    without two df_seed and two bootstrap flows in the best-fit cache."""
-    import h5py
-
-    from dpot_hpc.data.runfolder import RunFolder
-
-    folder, cfg = RunFolder.open(run_dir)
-    with h5py.File(folder.mock, "r") as f:
-        log_c = torch.from_numpy(f["truth"].attrs["log_c"])
-    with h5py.File(Path(run_dir) / "cache" / "best_fit.h5", "r") as f:
-        x, v = torch.from_numpy(f["x"][()]), torch.from_numpy(f["v"][()])
-        singles, ids = torch.from_numpy(f["flows/grad"][()]), json.loads(f.attrs["flows"])
+def averaging(singles: torch.Tensor, ids: list[str], ev: dict) -> dict | None:
+    """How a cache's error falls with the number of flows it averages (``singles``: every flow's gradients,
+    ``ids`` their members): ``gradient_metrics`` of the mean of the first n flows on the data (df_seed;
+    n = 1, 2, 4, ..., all), of the bootstrap flows' mean and of all flows, and the flows' training noise
+    against the bootstrap flows' spread: per gradient, sum over points of the df_seed flows' variance over
+    that of the bootstrap flows (the share of the bootstrap spread that is training noise, the rest being
+    the data's sampling noise). None without two df_seed and two bootstrap flows."""
     seeded = [i for i, m in enumerate(ids) if m.startswith("df_seed-")]
     boot = [i for i, m in enumerate(ids) if m.startswith("bootstrap-")]
     if len(seeded) < 2 or len(boot) < 2:
         return None
-    ev = exact_at(mock_galaxy(cfg), log_c, x, v)
     sizes = sorted({*(2**j for j in range(len(seeded).bit_length()) if 2**j <= len(seeded)), len(seeded)})
     out = {f"mean_of_{n}_df_seed": gradient_metrics(singles[seeded[:n]].mean(0), ev) for n in sizes}
     out[f"mean_of_{len(boot)}_bootstrap"] = gradient_metrics(singles[boot].mean(0), ev)
@@ -352,7 +349,7 @@ def main() -> None:
     elif a.cmd == "e2e":
         cmd_e2e(a.name, a.family, a.seeds)
     elif a.cmd == "run":
-        for name, m in cache_errors(a.run_dir).items():
+        for name, m in cache_errors(a.run_dir)[0].items():
             print(f"{name:28s} " + " ".join(f"{k} {v:.3f}" for k, v in m.items()))
     elif a.cmd == "all":
         cmd_all(a.parallel)

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from df_accuracy import averaging, cache_errors
+from df_accuracy import cache_errors
 from runs import HERE, ROOT, commit, finished_run, machine, run_commit, write_json
 
 from dpot_hpc.ensemble.maps import read_maps
@@ -72,13 +72,13 @@ def main() -> None:
     for fam in args.families:
         run_dir = HERE / "out" / f"recovery_{args.label}" / fam
         summary, wall = finished_run(run_dir, [f"mock.family={fam}", "mock.seed=1", *args.settings], config)
-        grads = cache_errors(str(run_dir))
+        grads, averaged = cache_errors(str(run_dir))
         result["families"][fam] = {
             "run_commit": run_commit(run_dir), "wall_s": wall, "stages_s": summary["timing_s"], "truth": summary["truth"],
             "final": {k: {f: summary["final"][k][f] for f in ("value", "half_width_68", "half_width_95", "dof", "how")}
                       for k in SCALARS},
             "rho_map": map_errors(run_dir / "summary.h5"), "best_fit_cache": grads.get("best_fit"),
-            "single_flows": {k: v for k, v in grads.items() if "/flow" in k}, "averaging": averaging(str(run_dir))}
+            "single_flows": {k: v for k, v in grads.items() if "/flow" in k}, "averaging": averaged}
         write_json(out, result)
     print("| family | quantity | unit | truth | recovered +- 68% (95%) | error | error / 68% band |")
     print("|---|---|---|---|---|---|---|")
