@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 
-import h5py
-
 from runs import HERE, ROOT, commit, finished_run, machine, run_commit, write_json
+
+from dpot_hpc.data.prepare import read_provenance
 
 SCALARS = ("a_x", "a_y", "a_z", "omega_p", "rho_R0", "rho_dm")
 PROFILE = ROOT / "configs" / "noisy_mock.yaml"
@@ -55,8 +55,7 @@ def main() -> None:
         for s, name in zip(args.scales, names):
             run_dir = work / fam / f"noise_x{name}"
             noisy, wall = finished_run(run_dir, [*base, f"mock.noise_scale={s}", *args.settings], PROFILE)
-            with h5py.File(run_dir / "prepared.h5", "r") as f:
-                kept = int(f["ra"].shape[0])
+            kept = read_provenance(run_dir / "prepared.h5")["n_stars"]
             entry["noisy"][name] = {"settings": args.settings, "prepared_stars": kept,
                 "uncorrected": {k: noisy["best"][k]["median"] for k in SCALARS},
                 "corrected": {k: noisy["final"][k]["value"] for k in SCALARS},
