@@ -83,6 +83,12 @@ def test_the_noisy_mock_scatters_its_observables_by_their_quoted_errors(noisy_ru
             pull = (f[name][()] - f[f"truth/observables/{name}"][()]) / f[f"{name}_error"][()]
             assert abs(pull.mean()) < 0.05 and 0.95 < pull.std() < 1.05, name  # 4000 stars: 1/sqrt(4000) ~ 0.016
         assert json.loads(f["truth"].attrs["noise"]) == {"applied": True, "scale": 1.0}
+        # the 4000 stars drawn inside the 1 kpc sphere come first, then the shell beyond it: noisy
+        # parallaxes scatter stars out of the sphere and, as in a real catalogue, into it
+        exact, noisy = f["truth/observables/parallax"][()], f["parallax"][()]
+        assert (exact[:4000] > 1.0).all() and (exact[4000:] < 1.0).all()
+        out, into = (noisy[:4000] < 1.0).sum(), (noisy[4000:] > 1.0).sum()
+        assert out > 50 and 0.7 < into / out < 2.0  # ~4% of the sphere's stars each way at DR3-like errors
 
 
 def test_summary_reports_simex_and_keeps_the_raw_value(noisy_run):

@@ -23,6 +23,7 @@ from dpot_hpc.physics.mock import (
     log_king_density,
     log_number_density,
     sample,
+    sample_shell,
     truth_fields,
 )
 from dpot_hpc.data.mockfile import truth_on_grid
@@ -175,6 +176,22 @@ def test_density_integrates_to_the_star_counts(lowered, lowered_sample):
     volume = 4.0 / 3.0 * math.pi * lowered.r_max_kpc**3
     expected = torch.bincount(lowered_sample.component).double()
     assert torch.allclose(n.mean(0) * volume, expected, rtol=0.02)
+
+
+def test_shell_stars_continue_the_sphere_s_density(lowered, lowered_sample):
+    """The stars drawn beyond the sphere (for noisy mocks) lie in the shell, and each component's count
+    is the closed-form number density, normalised by the sphere's sample, integrated over the shell."""
+    r_out = 1.3 * lowered.r_max_kpc
+    shell = sample_shell(lowered, lowered_sample.log_c, r_out, seed=9)
+    r = torch.linalg.vector_norm(shell.x_h, dim=-1)
+    assert r.min() >= lowered.r_max_kpc and r.max() < r_out
+    pts = _uniform_ball(800_000, r_out, torch.Generator().manual_seed(321))
+    pts = pts[torch.linalg.vector_norm(pts, dim=-1) >= lowered.r_max_kpc]
+    volume = 4.0 / 3.0 * math.pi * (r_out**3 - lowered.r_max_kpc**3)
+    expected = log_number_density(lowered, lowered_sample.log_c, pts).exp().mean(0) * volume
+    got = torch.bincount(shell.component, minlength=len(lowered.components)).double()
+    assert expected.min() > 10_000  # Poisson scatter < 1%, Monte Carlo integral ~0.5%
+    assert torch.allclose(got, expected, rtol=0.03)
 
 
 def test_positions_follow_the_closed_form_density(lowered, lowered_sample, galcen):

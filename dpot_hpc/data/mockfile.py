@@ -1,7 +1,9 @@
 """The built-in mock as a file: stars (Cartesian and Gaia-like observables) plus the truth.
 
 Layout of mock.h5 (units in each dataset's ``unit`` attribute):
-  /x /y /z [kpc] /vx /vy /vz [km/s]      heliocentric Galactic Cartesian, velocities rel. Sun
+  /x /y /z [kpc] /vx /vy /vz [km/s]      heliocentric Galactic Cartesian, velocities rel. Sun: mock.n_stars
+                                          stars inside catalogue.r_max_kpc, then (mock.noise only) the
+                                          stars of the shell out to gaia.noise_reach_kpc
   /ra /dec [deg] /parallax [mas] /pmra /pmdec [mas/yr] /radial_velocity [km/s]  (exact values)
   /parallax_error /pmra_error /pmdec_error /radial_velocity_error   quoted (nominal) errors
   /phot_g_mean_mag [mag] from M_G uniform in [-1, 4] at the star's distance; /ruwe (all 1.0)
@@ -25,10 +27,11 @@ import torch
 from ..config import Config
 from ..constants import LAPLACIAN_TO_RHO_MSUN_PC3, MSUN_PER_KPC3_TO_MSUN_PER_PC3, PHASE_SPACE_COLUMNS, PHASE_SPACE_UNITS
 from ..physics.frames import SunFrame, helio_positions_to_galcen
-from ..physics.gaia import OBSERVABLE_UNITS, add_noise, dr3_like_errors, helio_to_observables
+from ..physics.gaia import OBSERVABLE_UNITS, add_noise, dr3_like_errors, helio_to_observables, noise_reach_kpc
 from ..physics.galaxy import GalaxyModel
-from ..physics.mock import MockGalaxy, galaxy_fields, mock_family, sample, truth_fields
+from ..physics.mock import MockGalaxy, MockSample, galaxy_fields, mock_family, sample, sample_shell, truth_fields
 from ..physics.scalars import evaluation_grid, scalars_from_fields
+from ..seeds import derived_seed
 from .h5io import atomic_h5
 from .provenance import MOCK_SETTINGS, stamp
 
@@ -55,6 +58,8 @@ def write_mock(path: str | Path, cfg: Config, log=print) -> Path:
     log(f"mock: drawing {cfg.mock.n_stars} stars of the {cfg.mock.family} family "
         f"(Omega_p = {mock.omega_p_kms_kpc} km/s/kpc)")
     s = sample(mock, cfg.mock.n_stars, cfg.mock.seed)
+    if cfg.mock.noise:
+        s = _with_shell(mock, s, cfg, log)
     x, v = s.x_h.numpy(), s.v_h.numpy()
     log("mock: Gaia observables (astropy)")
     obs = helio_to_observables(x, v)
@@ -103,6 +108,17 @@ def write_mock(path: str | Path, cfg: Config, log=print) -> Path:
             g.create_dataset(name, data=truth[name].numpy()).attrs["unit"] = unit
     log(f"mock: wrote {path}")
     return Path(path)
+
+
+def _with_shell(mock: MockGalaxy, s: MockSample, cfg: Config, log) -> MockSample:
+    """The sample plus the stars out to ``gaia.noise_reach_kpc`` beyond the sphere (after it), so that
+    noisy distances scatter stars into the sphere as well as out of it, as in a real catalogue."""
+    r_out = noise_reach_kpc(mock.r_max_kpc, cfg.mock.noise_scale)
+    shell = sample_shell(mock, s.log_c, r_out, derived_seed(cfg.mock.seed, "mock-shell"))
+    log(f"mock: {len(shell.x_h)} more stars between {mock.r_max_kpc:g} and {r_out:.2f} kpc, whose noisy "
+        "distances may scatter them into the sphere")
+    return MockSample(torch.cat([s.x_h, shell.x_h]), torch.cat([s.v_h, shell.v_h]),
+                      torch.cat([s.component, shell.component]), s.log_c)
 
 
 @dataclass(frozen=True)

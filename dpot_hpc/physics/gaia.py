@@ -56,6 +56,11 @@ def add_noise(obs: dict[str, np.ndarray], rng: np.random.Generator, scale: float
     return out
 
 
+#: The DR3-like error model (``dr3_like_errors``): parallax error at G <= 10 and at G >= 15 [mas], and
+#: the rms of the log-normal scatter of every error.
+PARALLAX_ERROR_BRIGHT_MAS, PARALLAX_ERROR_FAINT_MAS, ERROR_LOG_SCATTER = 0.02, 0.05, 0.15
+
+
 def dr3_like_errors(g_mag: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> dict[str, np.ndarray]:
     """Per-star 1-sigma errors like Gaia DR3's for bright stars with radial velocities, a simple model:
     parallax 0.02 mas at G <= 10 rising linearly to 0.05 mas at G >= 15 (Lindegren et al. 2021, A&A 649,
@@ -68,11 +73,26 @@ def dr3_like_errors(g_mag: np.ndarray, rng: np.random.Generator, scale: float = 
     n = t.shape[0]
 
     def scatter() -> np.ndarray:
-        return scale * np.exp(0.15 * rng.standard_normal(n))
+        return scale * np.exp(ERROR_LOG_SCATTER * rng.standard_normal(n))
 
-    plx = (0.02 + 0.03 * t) * scatter()
-    return {"parallax_error": plx, "pmra_error": (0.02 + 0.03 * t) * scatter(),
-            "pmdec_error": (0.02 + 0.03 * t) * scatter(), "radial_velocity_error": (1.0 + 2.0 * t) * scatter()}
+    base = PARALLAX_ERROR_BRIGHT_MAS + (PARALLAX_ERROR_FAINT_MAS - PARALLAX_ERROR_BRIGHT_MAS) * t
+    plx = base * scatter()
+    return {"parallax_error": plx, "pmra_error": base * scatter(),
+            "pmdec_error": base * scatter(), "radial_velocity_error": (1.0 + 2.0 * t) * scatter()}
+
+
+def noise_reach_kpc(r_max_kpc: float, scale: float, n_sigma: float = 4.0, cap: float = 1.5) -> float:
+    """How far beyond a sphere of r_max_kpc stars must be drawn so that, with ``dr3_like_errors`` at
+    ``scale``, noisy parallaxes scatter stars into the sphere as they scatter them out: the distance whose
+    parallax falls short of the sphere's edge (1/r_max_kpc mas) by n_sigma times the largest modelled
+    error (0.05 mas times scale, two log-normal sigmas up); at most cap times r_max_kpc [kpc]: the
+    mock families' densities are local models that grow steeply towards the Galactic centre (a cold
+    component's count out to 2 kpc is 100 times that inside 1 kpc), so beyond ~1.5 r_max they would
+    neither be drawn in reasonable time nor resemble the Galaxy. At 1 kpc the reach is complete up to
+    1.2 times DR3's errors; at larger scales stars from beyond the cap that would scatter in are missing."""
+    sigma_mas = PARALLAX_ERROR_FAINT_MAS * scale * np.exp(2.0 * ERROR_LOG_SCATTER)
+    gap_mas = 1.0 / r_max_kpc - n_sigma * sigma_mas
+    return float(cap * r_max_kpc if gap_mas <= 1.0 / (cap * r_max_kpc) else 1.0 / gap_mas)
 
 
 def absolute_g(phot_g_mean_mag: np.ndarray, parallax_mas: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ with S_k the component's log density shape. Three kinds of component share one s
 - ``Polytrope``: g = ((E_t - E_J)/sigma^2)^n for E_J < E_t; bounded like the lowered isothermal, but
   f falls to 0 at the edge as the n-th power of the distance to it.
 
-Stars are drawn inside a sphere of radius r_max around the Sun. Named parameter sets live in
+Stars are drawn inside a sphere of radius r_max around the Sun (``sample``), and for noisy mocks
+also in a shell beyond it (``sample_shell``). Named parameter sets live in
 ``MOCK_FAMILIES`` (see ``family``). Everything here is a pure function of its arguments; I/O lives
 in ``data.mockfile``.
 """
@@ -276,6 +277,46 @@ class MockSample:
     log_c: torch.Tensor  # per-component log normalisation of the DF, matching this sample
 
 
+def _pilot_phi(mock: MockGalaxy, r_in_kpc: float, r_out_kpc: float, gen: torch.Generator) -> torch.Tensor:
+    """Phi_eff at 1e6 uniform pilot points of the ball r < r_out_kpc, those with r >= r_in_kpc kept."""
+    pilot = _uniform_ball(1_000_000, r_out_kpc, gen)
+    if r_in_kpc > 0.0:
+        pilot = pilot[torch.linalg.vector_norm(pilot, dim=-1) >= r_in_kpc]
+    return mock.phi_eff(helio_positions_to_galcen(pilot, mock.sun))
+
+
+def _log_integral(comp: DFComponent, pilot_phi: torch.Tensor, phi_min: float, volume_kpc3: float) -> float:
+    """log of the integral of exp(S(Phi_eff)) over the pilot's region (Monte Carlo), kpc^3."""
+    shape_min = comp.log_density_shape(torch.tensor(phi_min, dtype=torch.float64)).item()
+    return math.log(volume_kpc3) + _log_mean_exp(comp.log_density_ratio(pilot_phi, phi_min)) + shape_min
+
+
+def _draw_component(mock: MockGalaxy, comp: DFComponent, n_k: int, r_in_kpc: float, r_out_kpc: float,
+                    bound: float, gen: torch.Generator, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n_k stars of one component in the shell r_in_kpc <= r < r_out_kpc by rejection: uniform proposals
+    accepted with n_k(x)/n_k(bound); heliocentric positions (kpc) and velocities (km/s)."""
+    if n_k == 0:
+        return torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, 3, dtype=torch.float64)
+    got, got_phi, have = [], [], 0
+    while have < n_k:
+        prop = _uniform_ball(chunk, r_out_kpc, gen)
+        x_gc = helio_positions_to_galcen(prop, mock.sun)
+        phi = mock.phi_eff(x_gc)
+        ratio = torch.exp(comp.log_density_ratio(phi, bound))
+        if ratio.max() > 1.0:  # the bound failed: never happens for a smooth Phi_eff
+            raise RuntimeError("mock rejection sampling bound violated; increase the pilot size")
+        keep = torch.rand(chunk, generator=gen, dtype=torch.float64) < ratio
+        if r_in_kpc > 0.0:
+            keep &= torch.linalg.vector_norm(prop, dim=-1) >= r_in_kpc
+        got.append(x_gc[keep])
+        got_phi.append(phi[keep])
+        have += int(keep.sum())
+    x_gc = torch.cat(got)[:n_k]
+    om = mock.omega_vector(x_gc).expand_as(x_gc)
+    v_gc = torch.linalg.cross(om, x_gc) + comp.draw_u(torch.cat(got_phi)[:n_k], gen)
+    return galcen_to_helio(x_gc, v_gc, mock.sun)
+
+
 def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> MockSample:
     """Draw n_stars from the mock inside the selection sphere (exact rejection sampling).
 
@@ -286,8 +327,7 @@ def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> M
     volume integral over the pilot); stationarity does not depend on it.
     """
     gen = torch.Generator().manual_seed(int(seed))
-    pilot = _uniform_ball(1_000_000, mock.r_max_kpc, gen)
-    pilot_phi = mock.phi_eff(helio_positions_to_galcen(pilot, mock.sun))
+    pilot_phi = _pilot_phi(mock, 0.0, mock.r_max_kpc, gen)
     phi_min = pilot_phi.min().item()
     volume = 4.0 / 3.0 * math.pi * mock.r_max_kpc**3
     xs, vs, comps, log_c = [], [], [], []
@@ -296,37 +336,45 @@ def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> M
     counts[0] += n_stars - counts.sum()
     for k, (comp, n_k) in enumerate(zip(mock.components, counts)):
         s2 = comp.sigma_kms**2
-        shape_min = comp.log_density_shape(torch.tensor(phi_min, dtype=torch.float64)).item()
-        if not math.isfinite(shape_min):
+        if not math.isfinite(comp.log_density_shape(torch.tensor(phi_min, dtype=torch.float64)).item()):
             raise ValueError(f"mock component {k} has no stars at the lowest Phi_eff in the sphere")
-        # log of the spatial integral of exp(S(Phi_eff)) over the sphere
-        log_int = math.log(volume) + _log_mean_exp(comp.log_density_ratio(pilot_phi, phi_min)) + shape_min
+        log_c.append(math.log(n_k) - 1.5 * math.log(2 * math.pi * s2) - _log_integral(comp, pilot_phi, phi_min, volume))
         # the pilot minimum can miss the true one by the pilot spacing: lower the bound by sigma^2/4
-        bound = phi_min - 0.25 * s2
-        log_c.append(math.log(n_k) - 1.5 * math.log(2 * math.pi * s2) - log_int)
-        got, got_phi, have = [], [], 0
-        while have < n_k:
-            prop = _uniform_ball(chunk, mock.r_max_kpc, gen)
-            x_gc = helio_positions_to_galcen(prop, mock.sun)
-            phi = mock.phi_eff(x_gc)
-            ratio = torch.exp(comp.log_density_ratio(phi, bound))
-            if ratio.max() > 1.0:  # the bound failed: never happens for a smooth Phi_eff
-                raise RuntimeError("mock rejection sampling bound violated; increase the pilot size")
-            keep = torch.rand(chunk, generator=gen, dtype=torch.float64) < ratio
-            got.append(x_gc[keep])
-            got_phi.append(phi[keep])
-            have += int(keep.sum())
-        x_gc = torch.cat(got)[:n_k]
-        om = mock.omega_vector(x_gc).expand_as(x_gc)
-        v_gc = torch.linalg.cross(om, x_gc) + comp.draw_u(torch.cat(got_phi)[:n_k], gen)
-        xh, vh = galcen_to_helio(x_gc, v_gc, mock.sun)
+        xh, vh = _draw_component(mock, comp, int(n_k), 0.0, mock.r_max_kpc, phi_min - 0.25 * s2, gen, chunk)
         xs.append(xh)
         vs.append(vh)
-        comps.append(torch.full((n_k,), k, dtype=torch.int64))
+        comps.append(torch.full((int(n_k),), k, dtype=torch.int64))
     perm = torch.randperm(n_stars, generator=gen)
     return MockSample(
         torch.cat(xs)[perm], torch.cat(vs)[perm], torch.cat(comps)[perm], torch.tensor(log_c, dtype=torch.float64)
     )
+
+
+def sample_shell(mock: MockGalaxy, log_c: torch.Tensor, r_out_kpc: float, seed: int,
+                 chunk: int = 200_000) -> MockSample:
+    """The stars of the same galaxy between the selection sphere (mock.r_max_kpc) and r_out_kpc: per
+    component a Poisson number with the mean that the DF normalisation log_c (``sample``'s, for the
+    sphere) puts in the shell, drawn like ``sample``'s. With noisy distances, stars of this shell scatter
+    into the sphere as sphere stars scatter out of it."""
+    if not r_out_kpc > mock.r_max_kpc:
+        raise ValueError(f"the shell's outer radius {r_out_kpc} kpc must exceed the sphere's {mock.r_max_kpc} kpc")
+    gen = torch.Generator().manual_seed(int(seed))
+    rng = np.random.default_rng(int(seed))
+    pilot_phi = _pilot_phi(mock, mock.r_max_kpc, r_out_kpc, gen)
+    phi_min = pilot_phi.min().item()
+    volume = 4.0 / 3.0 * math.pi * (r_out_kpc**3 - mock.r_max_kpc**3)
+    xs, vs, comps = [], [], []
+    for k, comp in enumerate(mock.components):
+        s2 = comp.sigma_kms**2
+        log_mean = log_c[k].item() + 1.5 * math.log(2 * math.pi * s2) + _log_integral(comp, pilot_phi, phi_min, volume)
+        n_k = int(rng.poisson(math.exp(log_mean))) if math.isfinite(log_mean) else 0
+        xh, vh = _draw_component(mock, comp, n_k, mock.r_max_kpc, r_out_kpc, phi_min - 0.25 * s2, gen, chunk)
+        xs.append(xh)
+        vs.append(vh)
+        comps.append(torch.full((n_k,), k, dtype=torch.int64))
+    n = sum(len(c) for c in comps)
+    perm = torch.randperm(n, generator=gen)
+    return MockSample(torch.cat(xs)[perm], torch.cat(vs)[perm], torch.cat(comps)[perm], log_c)
 
 
 def log_df(mock: MockGalaxy, log_c: torch.Tensor, x_h: torch.Tensor, v_h: torch.Tensor) -> torch.Tensor:
