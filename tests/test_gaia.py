@@ -124,3 +124,25 @@ def test_bad_gaia_inputs(mock_file, tmp_path):
     with pytest.raises(CatalogueError, match="needs catalogue.format: gaia"):
         cfg = load_config(None, ["cuts.min_stars=100"])
         prepare_sample(cfg, mock_file, tmp_path / "x.h5", noise_seed=1, log=lambda m: None)
+
+
+def test_cuts_that_thin_out_the_sample_towards_the_edge_are_warned_about(mock_file, tmp_path):
+    """At three times DR3's errors parallax_over_error >= 10 removes distant stars first: the prepared
+    sample is incomplete towards the sphere's edge. The warning says so and suggests the M_G limit at
+    which the sample is volume-complete; with that limit the edge loses no more than the centre."""
+    from dpot_hpc.data.prepare import DataWarning
+
+    noisy = tmp_path / "noisy.h5"
+    write_mock(noisy, load_config(None, [*GAIA, "mock.n_stars=30000", "mock.noise=true", "mock.noise_scale=3"]),
+               log=lambda m: None)
+    with pytest.warns(DataWarning, match=r"parallax_over_error >= 10.*thins out.*cuts\.abs_mag_g_max: (-?[0-9.]+)") as rec:
+        _, prov = _prep(tmp_path, noisy, "mock.n_stars=30000")
+    edge = prov["edge_losses"]
+    assert edge["outer_removed"] > 0.2 and edge["inner_removed"] < 0.02  # the cut bites at 0.8-1 kpc only
+    limit = edge["suggested_abs_mag_g_max"]
+    assert f"cuts.abs_mag_g_max: {limit:g}" in str(rec[0].message) and -1.0 < limit < 2.0  # M_G in [-1, 4]
+    _, prov = _prep(tmp_path, noisy, f"cuts.abs_mag_g_max={limit}", name="complete.h5")
+    assert not prov["edge_losses"]["warn"]
+    # exact parallaxes: the same cut removes nobody, and nothing is said
+    _, prov = _prep(tmp_path, mock_file, name="exact.h5")
+    assert not prov["edge_losses"]["warn"] and prov["edge_losses"]["outer_removed"] == 0.0

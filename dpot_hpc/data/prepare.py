@@ -12,7 +12,9 @@ an error naming the column and the number of rows.
 Layout of prepared.h5: x y z [kpc], vx vy vz [km/s] (heliocentric Galactic Cartesian, velocities
 relative to the Sun); for gaia input also the observables and their errors (for the noise
 resampling) and source_id when present; attrs ``provenance`` (JSON: input file, size, sha256,
-format, rows read, cuts with counts, frame, selection radius, noise seed, version).
+format, rows read, cuts with counts, frame, selection radius, noise seed, version, and for gaia input
+``edge_losses``: the share of stars the quality cuts removed near the sphere's edge and well inside,
+``data.selection``; a sample that thins out towards the edge is warned about).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..physics.frames import galcen_to_helio
 from ..physics.gaia import ERRORS, OBSERVABLE_UNITS, OBSERVABLES, absolute_g, add_noise, observables_to_helio
 from .h5io import atomic_h5
 from .provenance import PREPARED_SETTINGS, fingerprint, stamp
+from .selection import EdgeLosses, edge_warning
 from .tables import CatalogueError, TableReader
 
 
@@ -56,8 +59,9 @@ class CutCounter:
 
 
 def _gaia_chunk(cfg: Config, cols: dict, cuts: CutCounter, rng: np.random.Generator | None, path: Path,
-                noise_scale: float = 1.0):
-    """Cuts and transform of one chunk of Gaia columns (keys are Gaia names)."""
+                noise_scale: float = 1.0, edge: EdgeLosses | None = None):
+    """Cuts and transform of one chunk of Gaia columns (keys are Gaia names); ``edge`` counts the stars
+    the quality cuts (parallax_over_error, ruwe) removed near the sphere's edge."""
     c = cfg.cuts
     keep = np.ones(len(cols["ra"]), dtype=bool)
     finite = np.ones_like(keep)
@@ -69,17 +73,24 @@ def _gaia_chunk(cfg: Config, cols: dict, cuts: CutCounter, rng: np.random.Genera
     if rng is not None:
         obs = add_noise(obs, rng, noise_scale)
     sel = cuts.apply("parallax > 0", obs["parallax"] > 0)
+    positive = sel.copy()
     if c.parallax_over_error_min is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             poe = obs["parallax"] / obs["parallax_error"]
         sel &= cuts.apply(f"parallax_over_error >= {c.parallax_over_error_min:g}", (poe >= c.parallax_over_error_min) | ~sel)
     if c.ruwe_max is not None:
         sel &= cuts.apply(f"ruwe <= {c.ruwe_max:g}", (obs["ruwe"] <= c.ruwe_max) | ~sel)
+    mg = absolute_g(obs["phot_g_mean_mag"], obs["parallax"]) if "phot_g_mean_mag" in obs else None
+    in_range = np.ones_like(sel)
     if c.abs_mag_g_min is not None or c.abs_mag_g_max is not None:
-        mg = absolute_g(obs["phot_g_mean_mag"], obs["parallax"])
         lo = -np.inf if c.abs_mag_g_min is None else c.abs_mag_g_min
         hi = np.inf if c.abs_mag_g_max is None else c.abs_mag_g_max
-        sel &= cuts.apply(f"{lo:g} <= M_G <= {hi:g}", ((mg >= lo) & (mg <= hi)) | ~sel)
+        in_range = (mg >= lo) & (mg <= hi)
+    if edge is not None:  # the quality cuts' losses among the stars of the selected magnitude range
+        asked = positive & in_range
+        edge.add(1.0 / obs["parallax"][asked], ~sel[asked], None if mg is None else mg[asked])
+    if c.abs_mag_g_min is not None or c.abs_mag_g_max is not None:
+        sel &= cuts.apply(f"{lo:g} <= M_G <= {hi:g}", in_range | ~sel)
     obs = {k: v[sel] for k, v in obs.items()}
     x, v = observables_to_helio(obs) if len(obs["ra"]) else (np.zeros((0, 3)), np.zeros((0, 3)))
     return x, v, obs
@@ -119,13 +130,14 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
             names = gaia_columns_needed(cfg, noise_seed is not None)
             for k, n in names.items():
                 reader.require([n], f" (Gaia {k}, catalogue.gaia_columns.{k}; needed for the configured cuts)")
-            names.update({c: getattr(cat.gaia_columns, c) for c in (*ERRORS, "source_id")
+            names.update({c: getattr(cat.gaia_columns, c) for c in (*ERRORS, "source_id", "phot_g_mean_mag")
                           if getattr(cat.gaia_columns, c) in reader.names})
         else:
             names = {k: getattr(cat.columns, k) for k in PHASE_SPACE_COLUMNS}
             reader.require(list(names.values()), " (catalogue.columns)")
         inverse = {v: k for k, v in names.items()}
         cuts = CutCounter()
+        edge = EdgeLosses(cat.r_max_kpc) if gaia else None
         xs, vs, extras = [], [], {}
         n_in = reader.n_rows
         for i, chunk in enumerate(reader.chunks(list(names.values()), cat.chunk_rows)):
@@ -133,7 +145,7 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
             if gaia:
                 rng = None if noise_seed is None else np.random.default_rng([noise_seed, i])
                 x, v, obs = _gaia_chunk(cfg, {k: (a if k == "source_id" else a.astype(np.float64)) for k, a in cols.items()},
-                                        cuts, rng, path, noise_scale)
+                                        cuts, rng, path, noise_scale, edge)
             else:
                 x, v, obs = _cartesian_chunk(cfg, cols, path, names)
             inside = cuts.apply(f"|x| < {cat.r_max_kpc:g} kpc", np.linalg.norm(x, axis=1) < cat.r_max_kpc)
@@ -154,11 +166,16 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
         )
     source = fingerprint(path)
     _warn_duplicates(path, x, v, extras.get("source_id"))
+    edge_losses = edge.result() if edge is not None else None
+    if edge_losses and edge_losses["warn"]:
+        quality = [name for name in cuts.removed if name.startswith(("parallax_over_error", "ruwe"))]
+        warnings.warn(edge_warning(str(path), edge_losses, quality), DataWarning, stacklevel=2)
     prov = {
         "input": source["path"], "bytes": source["bytes"], "sha256": source["sha256"],
         "format": cat.format, "rows_read": n_in, "cuts": report, "n_stars": len(x),
         "frame": cfg.to_dict()["frame"], "r_max_kpc": cat.r_max_kpc,
         "noise_seed": noise_seed, "noise_scale": noise_scale if noise_seed is not None else None, "version": __version__,
+        "edge_losses": edge_losses,
     }
     with atomic_h5(out_path) as f:
         w = np.concatenate([x, v], axis=1)
