@@ -1,6 +1,7 @@
 """Gaia observables through astropy: round trip, cuts with counts, noise and bootstrap resampling."""
 
 import math
+import warnings
 
 import h5py
 import numpy as np
@@ -146,3 +147,20 @@ def test_cuts_that_thin_out_the_sample_towards_the_edge_are_warned_about(mock_fi
     # exact parallaxes: the same cut removes nobody, and nothing is said
     _, prov = _prep(tmp_path, mock_file, name="exact.h5")
     assert not prov["edge_losses"]["warn"] and prov["edge_losses"]["outer_removed"] == 0.0
+
+
+def test_a_catalogue_that_stops_at_the_sphere_is_warned_about_when_it_is_re_noised(mock_file, tmp_path):
+    """Re-noised copies (obs_noise) of a catalogue with no stars beyond the sphere lose stars at the
+    edge and gain none. The exact mock stops at 1 kpc: warned about; the noisy mock, drawn beyond the
+    sphere, is not; nor is the exact mock when nothing re-noises it."""
+    from dpot_hpc.data.prepare import DataWarning
+
+    with pytest.warns(DataWarning, match=r"0 stars lie at 1-1.1 kpc against [0-9]+ at 0.9-1 kpc.*extends past"):
+        _prep(tmp_path, mock_file, "ensemble.obs_noise=1")
+    noisy = tmp_path / "noisy.h5"
+    write_mock(noisy, load_config(None, [*GAIA, "mock.noise=true"]), log=lambda m: None)
+    for src, settings in ((noisy, ["ensemble.obs_noise=1"]), (mock_file, [])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DataWarning)
+            _, prov = _prep(tmp_path, src, *settings, name="quiet.h5")
+    assert prov["edge_losses"]["stars_beyond_rim"] == 0 and prov["edge_losses"]["stars_inside_rim"] > 1000

@@ -36,7 +36,7 @@ from ..physics.frames import galcen_to_helio
 from ..physics.gaia import ERRORS, OBSERVABLE_UNITS, OBSERVABLES, absolute_g, add_noise, observables_to_helio
 from .h5io import atomic_h5
 from .provenance import PREPARED_SETTINGS, fingerprint, stamp
-from .selection import EdgeLosses, edge_warning
+from .selection import EdgeLosses, edge_warning, rim_warning
 from .tables import CatalogueError, TableReader
 
 
@@ -170,6 +170,8 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
     if edge_losses and edge_losses["warn"]:
         quality = [name for name in cuts.removed if name.startswith(("parallax_over_error", "ruwe"))]
         warnings.warn(edge_warning(str(path), edge_losses, quality), DataWarning, stacklevel=2)
+    if edge is not None and noise_seed is None and cfg.ensemble.obs_noise > 0 and edge.stops_at_sphere():
+        warnings.warn(rim_warning(str(path), edge_losses, cat.r_max_kpc), DataWarning, stacklevel=2)
     prov = {
         "input": source["path"], "bytes": source["bytes"], "sha256": source["sha256"],
         "format": cat.format, "rows_read": n_in, "cuts": report, "n_stars": len(x),

@@ -23,16 +23,22 @@ EDGE_LOSS_WARN = 0.02
 EDGE_LOSS_SUGGEST = 0.01
 #: Inner and outer regions, in units of the sphere's radius.
 INNER_R, OUTER_R = 0.5, 0.8
+#: The rim: stars within this fraction of r_max inside and outside the sphere's edge.
+RIM = 0.1
+#: A catalogue with fewer stars just beyond the sphere than this times those just inside it stops at
+#: the sphere (e.g. a query for parallax > 1 / r_max).
+STOPS_AT_SPHERE = 0.1
 
 
 class EdgeLosses:
-    """Stars removed by the quality cuts near the sphere's edge and well inside it (by their measured
-    distance 1/parallax), accumulated over chunks."""
+    """Stars removed by the quality cuts near the sphere's edge and well inside it, and the stars just
+    inside and just beyond the edge (by their measured distance 1/parallax), accumulated over chunks."""
 
     def __init__(self, r_max_kpc: float):
         self.r_max_kpc = r_max_kpc
         self.inner = np.zeros(2, dtype=np.int64)  # [stars, removed]
         self.outer = np.zeros(2, dtype=np.int64)
+        self.rim = np.zeros(2, dtype=np.int64)  # stars at 0.9-1 r_max and at 1-1.1 r_max
         self.outer_mag: list[np.ndarray] = []
         self.outer_removed: list[np.ndarray] = []
 
@@ -43,6 +49,8 @@ class EdgeLosses:
         outer = (distance_kpc >= OUTER_R * self.r_max_kpc) & (distance_kpc < self.r_max_kpc)
         self.inner += [inner.sum(), (removed & inner).sum()]
         self.outer += [outer.sum(), (removed & outer).sum()]
+        r = distance_kpc / self.r_max_kpc
+        self.rim += [((r >= 1.0 - RIM) & (r < 1.0)).sum(), ((r >= 1.0) & (r < 1.0 + RIM)).sum()]
         if abs_mag_g is not None:
             self.outer_mag.append(abs_mag_g[outer])
             self.outer_removed.append(removed[outer])
@@ -56,7 +64,14 @@ class EdgeLosses:
         if warn and self.outer_mag:
             mag = faintest_complete_magnitude(np.concatenate(self.outer_mag), np.concatenate(self.outer_removed),
                                               frac[0] + EDGE_LOSS_SUGGEST)
-        return {"inner_removed": frac[0], "outer_removed": frac[1], "suggested_abs_mag_g_max": mag, "warn": bool(warn)}
+        return {"inner_removed": frac[0], "outer_removed": frac[1], "suggested_abs_mag_g_max": mag, "warn": bool(warn),
+                "stars_inside_rim": int(self.rim[0]), "stars_beyond_rim": int(self.rim[1])}
+
+    def stops_at_sphere(self) -> bool:
+        """Whether the catalogue holds (almost) no stars just beyond the sphere: fewer than
+        STOPS_AT_SPHERE times those just inside it (a real catalogue's count goes on, roughly with
+        the volume)."""
+        return self.rim[0] >= 100 and self.rim[1] < STOPS_AT_SPHERE * self.rim[0]
 
 
 def faintest_complete_magnitude(abs_mag_g: np.ndarray, removed: np.ndarray, max_loss: float,
@@ -71,6 +86,15 @@ def faintest_complete_magnitude(abs_mag_g: np.ndarray, removed: np.ndarray, max_
     if not good.any():
         return None
     return float(np.floor(mag[np.flatnonzero(good)[-1]] * 10.0) / 10.0)
+
+
+def rim_warning(path: str, result: dict, r_max_kpc: float) -> str:
+    """The warning for a catalogue that stops at the sphere while the run re-noises it (obs_noise)."""
+    return (f"catalogue {path}: {result['stars_beyond_rim']} stars lie at {r_max_kpc:g}-{(1 + RIM) * r_max_kpc:g} kpc "
+            f"against {result['stars_inside_rim']} at {(1 - RIM) * r_max_kpc:g}-{r_max_kpc:g} kpc: it seems to stop at the "
+            "selection sphere (catalogue.r_max_kpc), so the obs_noise members' re-noised copies lose stars at the edge "
+            "and gain none, and the noise correction takes that loss for noise (docs/method.md, 'Selection'); give a "
+            "catalogue that extends past the sphere (to ~1.5 r_max)")
 
 
 def edge_warning(path: str, result: dict, cut_names: list[str]) -> str:
