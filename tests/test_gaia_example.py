@@ -40,9 +40,12 @@ def test_query_cuts_match_the_example_configuration():
     cfg = load_config(EXAMPLE)
     assert cfg.catalogue.format == "gaia"
     min_parallax = float(re.search(r"parallax\s*>\s*([0-9.]+)", QUERY).group(1))
-    assert abs(min_parallax - 1.0 / cfg.catalogue.r_max_kpc) < 1e-12  # within r_max (distance = 1/parallax)
+    # the query reaches past both of the preparation's limits, so that the obs_noise members'
+    # re-noised copies gain stars across them as they lose them (docs/method.md, 'Selection')
+    assert cfg.ensemble.obs_noise > 0
+    assert 1.2 * cfg.catalogue.r_max_kpc <= 1.0 / min_parallax <= 1.5 * cfg.catalogue.r_max_kpc  # distance = 1/parallax
     poe = float(re.search(r"parallax_over_error\s*>\s*([0-9.]+)", QUERY).group(1))
-    assert poe == cfg.cuts.parallax_over_error_min
+    assert poe <= 0.5 * cfg.cuts.parallax_over_error_min
     assert "radial_velocity IS NOT NULL" in QUERY
     q = QUERY.format(start=0, stop=230_000_000)
     assert "{" not in q and "random_index >= 0 AND random_index < 230000000" in q
@@ -57,7 +60,8 @@ def test_example_configuration_runs_on_a_gaia_table_from_the_mock(tmp_path):
             "potential.penalty_points=32", "summary.grid_spacing_kpc=0.05", "run.threads=1", "run.processes=1"]
     sets = [a for s in tiny for a in ("--set", s)]
     cat = tmp_path / "gaia.h5"
-    p = subprocess.run([sys.executable, "-m", "dpot_hpc", "mock", "--out", str(cat), "--set", "mock.n_stars=4000"], env=env,
+    p = subprocess.run([sys.executable, "-m", "dpot_hpc", "mock", "--out", str(cat), "--set", "mock.n_stars=4000",
+                        "--set", "mock.noise=true"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     run = tmp_path / "run"
@@ -65,6 +69,7 @@ def test_example_configuration_runs_on_a_gaia_table_from_the_mock(tmp_path):
                         "--set", f"catalogue.path={cat}", "--set", f"run.dir={run}"], env=env, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
+    assert "seems to stop at the" not in p.stderr  # the noisy mock, like the query, reaches past it
     s = json.loads((run / "summary.json").read_text())
     assert sorted(s["pipelines"]) == ["obs_noise", "potential_seed"]
     with h5py.File(run / "prepared.h5") as f:
