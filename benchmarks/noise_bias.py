@@ -11,7 +11,8 @@ against the truth is tabulated for each.
 
 ``--set`` applies to the noisy runs only, and ``--tag`` names them apart (noise_x4_nocut); each noisy
 entry records how many stars its quality cuts kept (``prepared_stars``: the parallax_over_error cut
-drops more of the distant stars as the errors grow, which no noise correction undoes).
+drops more of the distant stars as the errors grow, which no noise correction undoes) and the share
+they removed near the sphere's edge and well inside (``edge_losses``, data.selection).
 
 Writes benchmarks/results/noise_bias.json and prints a Markdown table (~15 min per noisy run and
 ~7 min per clean run on 2 cores; finished runs are reused).
@@ -55,8 +56,9 @@ def main() -> None:
         for s, name in zip(args.scales, names):
             run_dir = work / fam / f"noise_x{name}"
             noisy, wall = finished_run(run_dir, [*base, f"mock.noise_scale={s}", *args.settings], PROFILE)
-            kept = read_provenance(run_dir / "prepared.h5")["n_stars"]
-            entry["noisy"][name] = {"settings": args.settings, "prepared_stars": kept,
+            prov = read_provenance(run_dir / "prepared.h5")
+            entry["noisy"][name] = {"settings": args.settings, "prepared_stars": prov["n_stars"],
+                "edge_losses": prov.get("edge_losses"),
                 "uncorrected": {k: noisy["best"][k]["median"] for k in SCALARS},
                 "corrected": {k: noisy["final"][k]["value"] for k in SCALARS},
                 "half_width_68": {k: noisy["final"][k]["half_width_68"] for k in SCALARS},
