@@ -42,7 +42,8 @@ def main() -> None:
     work = HERE / "out" / "noise_bias"
     out = HERE / "results" / "noise_bias.json"
     old = json.loads(out.read_text()) if out.exists() else {}
-    result = {"commit": commit(), "machine": machine(), "profile": PROFILE.read_text(), "families": {}}
+    result = {"commit": commit(), "machine": machine(), "profile": PROFILE.read_text(),
+              "families": old.get("families", {})}  # other families stay
     rows = []
     for fam in args.families:
         base = [f"mock.family={fam}", f"mock.seed={args.seed}"]

@@ -167,7 +167,7 @@ def prepare_sample(cfg: Config, input_path: str | Path, out_path: str | Path, no
     source = fingerprint(path)
     _warn_duplicates(path, x, v, extras.get("source_id"))
     edge_losses = edge.result() if edge is not None else None
-    if edge_losses and edge_losses["warn"]:
+    if edge_losses and edge_losses["warn"] and noise_seed is None:  # re-noised copies: recorded, not warned about
         quality = [name for name in cuts.removed if name.startswith(("parallax_over_error", "ruwe"))]
         warnings.warn(edge_warning(str(path), edge_losses, quality), DataWarning, stacklevel=2)
     if edge is not None and noise_seed is None and cfg.ensemble.obs_noise > 0 and edge.stops_at_sphere():
