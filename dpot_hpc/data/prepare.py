@@ -81,15 +81,14 @@ def _gaia_chunk(cfg: Config, cols: dict, cuts: CutCounter, rng: np.random.Genera
     if c.ruwe_max is not None:
         sel &= cuts.apply(f"ruwe <= {c.ruwe_max:g}", (obs["ruwe"] <= c.ruwe_max) | ~sel)
     mg = absolute_g(obs["phot_g_mean_mag"], obs["parallax"]) if "phot_g_mean_mag" in obs else None
-    in_range = np.ones_like(sel)
-    if c.abs_mag_g_min is not None or c.abs_mag_g_max is not None:
-        lo = -np.inf if c.abs_mag_g_min is None else c.abs_mag_g_min
-        hi = np.inf if c.abs_mag_g_max is None else c.abs_mag_g_max
-        in_range = (mg >= lo) & (mg <= hi)
+    lo = -np.inf if c.abs_mag_g_min is None else c.abs_mag_g_min
+    hi = np.inf if c.abs_mag_g_max is None else c.abs_mag_g_max
+    mag_cut = c.abs_mag_g_min is not None or c.abs_mag_g_max is not None
+    in_range = (mg >= lo) & (mg <= hi) if mag_cut else np.ones_like(sel)
     if edge is not None:  # the quality cuts' losses among the stars of the selected magnitude range
         asked = positive & in_range
         edge.add(1.0 / obs["parallax"][asked], ~sel[asked], None if mg is None else mg[asked])
-    if c.abs_mag_g_min is not None or c.abs_mag_g_max is not None:
+    if mag_cut:
         sel &= cuts.apply(f"{lo:g} <= M_G <= {hi:g}", in_range | ~sel)
     obs = {k: v[sel] for k, v in obs.items()}
     x, v = observables_to_helio(obs) if len(obs["ra"]) else (np.zeros((0, 3)), np.zeros((0, 3)))
