@@ -86,9 +86,10 @@ def noise_reach_kpc(r_max_kpc: float, scale: float, n_sigma: float = 4.0, cap: f
     ``scale``, noisy parallaxes scatter stars into the sphere as they scatter them out: the distance whose
     parallax falls short of the sphere's edge (1/r_max_kpc mas) by n_sigma times the largest modelled
     error (0.05 mas times scale, two log-normal sigmas up); at most cap times r_max_kpc [kpc]: the
-    mock families' densities are local models that grow steeply towards the Galactic centre (a cold
-    component's count out to 2 kpc is 100 times that inside 1 kpc), so beyond ~1.5 r_max they would
-    neither be drawn in reasonable time nor resemble the Galaxy. At 1 kpc the reach is complete up to
+    mock families' densities rise steeply away from the Sun's radius (the corotation saddle,
+    docs/method.md 'The mocks': barred_isothermal's colder component has 280 times as many stars at
+    1-2 kpc as inside 1 kpc), so beyond ~1.5 r_max they would neither be drawn in reasonable time nor
+    resemble the Galaxy. At 1 kpc the reach is complete up to
     1.2 times DR3's errors; at larger scales stars from beyond the cap that would scatter in are missing."""
     sigma_mas = PARALLAX_ERROR_FAINT_MAS * scale * np.exp(2.0 * ERROR_LOG_SCATTER)
     gap_mas = 1.0 / r_max_kpc - n_sigma * sigma_mas
