@@ -7,8 +7,10 @@ high: +60% where the default parallax_over_error cut removed a third of the dist
 times DR3's errors, docs/recovery.md). Gaia's parallax_over_error cut does exactly that once the
 parallax errors are a tenth of the parallaxes at the sphere's edge. ``EdgeLosses`` counts, chunk by
 chunk, the stars the quality cuts remove near the edge and well inside, and finds the faintest
-absolute magnitude at which the cuts keep (nearly) every star at the edge: an ``cuts.abs_mag_g_max``
-there makes the sample volume-complete.
+absolute magnitude at which the cuts keep (nearly) every star at the edge: a ``cuts.abs_mag_g_max``
+there makes the sample volume-complete. It also counts the stars just inside and just beyond the
+sphere: a catalogue that stops at the sphere gains no stars across the edge when it is re-noised
+(the obs_noise members) while it loses some.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class EdgeLosses:
 
     def result(self) -> dict:
         """{inner_removed, outer_removed (fractions; None without stars there), suggested_abs_mag_g_max
-        (None when not needed or not found), warn (bool)}."""
+        (None when not needed or not found), warn (bool), stars_inside_rim, stars_beyond_rim (at
+        0.9-1 and 1-1.1 r_max)}."""
         frac = [float(r / n) if n else None for n, r in (self.inner, self.outer)]
         warn = None not in frac and frac[1] - frac[0] > EDGE_LOSS_WARN
         mag = None
