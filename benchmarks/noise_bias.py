@@ -51,8 +51,7 @@ def main() -> None:
         truth = clean["truth"]
         entry = {"truth": truth, "clean": {"value": {k: clean["final"][k]["value"] for k in SCALARS}, "wall_s": wall,
                                            "run_commit": run_commit(work / fam / "clean")},
-                 "noisy": {}}
-        entry["noisy"] = old.get("families", {}).get(fam, {}).get("noisy", {})  # other scales and tags stay
+                 "noisy": old.get("families", {}).get(fam, {}).get("noisy", {})}  # other scales and tags stay
         names = [f"{s:g}" + (f"_{args.tag}" if args.tag else "") for s in args.scales]
         for s, name in zip(args.scales, names):
             run_dir = work / fam / f"noise_x{name}"

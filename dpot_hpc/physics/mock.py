@@ -317,6 +317,22 @@ def _draw_component(mock: MockGalaxy, comp: DFComponent, n_k: int, r_in_kpc: flo
     return galcen_to_helio(x_gc, v_gc, mock.sun)
 
 
+def _draw_stars(mock: MockGalaxy, counts: list[int], r_in_kpc: float, r_out_kpc: float, phi_min: float,
+                gen: torch.Generator, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """counts[k] stars of each component k in the shell r_in_kpc <= r < r_out_kpc (``_draw_component``),
+    shuffled: heliocentric positions (kpc), velocities (km/s) and component indices. phi_min: the
+    pilot's lowest Phi_eff there; the pilot minimum can miss the true one by the pilot spacing, so
+    each component's bound lies sigma^2/4 below it."""
+    xs, vs, comps = [], [], []
+    for k, (comp, n_k) in enumerate(zip(mock.components, counts)):
+        xh, vh = _draw_component(mock, comp, n_k, r_in_kpc, r_out_kpc, phi_min - 0.25 * comp.sigma_kms**2, gen, chunk)
+        xs.append(xh)
+        vs.append(vh)
+        comps.append(torch.full((n_k,), k, dtype=torch.int64))
+    perm = torch.randperm(sum(counts), generator=gen)
+    return torch.cat(xs)[perm], torch.cat(vs)[perm], torch.cat(comps)[perm]
+
+
 def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> MockSample:
     """Draw n_stars from the mock inside the selection sphere (exact rejection sampling).
 
@@ -330,24 +346,17 @@ def sample(mock: MockGalaxy, n_stars: int, seed: int, chunk: int = 200_000) -> M
     pilot_phi = _pilot_phi(mock, 0.0, mock.r_max_kpc, gen)
     phi_min = pilot_phi.min().item()
     volume = 4.0 / 3.0 * math.pi * mock.r_max_kpc**3
-    xs, vs, comps, log_c = [], [], [], []
+    log_c = []
     fractions = np.array([c.fraction for c in mock.components])
     counts = np.floor(fractions / fractions.sum() * n_stars).astype(int)
     counts[0] += n_stars - counts.sum()
     for k, (comp, n_k) in enumerate(zip(mock.components, counts)):
-        s2 = comp.sigma_kms**2
         if not math.isfinite(comp.log_density_shape(torch.tensor(phi_min, dtype=torch.float64)).item()):
             raise ValueError(f"mock component {k} has no stars at the lowest Phi_eff in the sphere")
-        log_c.append(math.log(n_k) - 1.5 * math.log(2 * math.pi * s2) - _log_integral(comp, pilot_phi, phi_min, volume))
-        # the pilot minimum can miss the true one by the pilot spacing: lower the bound by sigma^2/4
-        xh, vh = _draw_component(mock, comp, int(n_k), 0.0, mock.r_max_kpc, phi_min - 0.25 * s2, gen, chunk)
-        xs.append(xh)
-        vs.append(vh)
-        comps.append(torch.full((int(n_k),), k, dtype=torch.int64))
-    perm = torch.randperm(n_stars, generator=gen)
-    return MockSample(
-        torch.cat(xs)[perm], torch.cat(vs)[perm], torch.cat(comps)[perm], torch.tensor(log_c, dtype=torch.float64)
-    )
+        log_c.append(math.log(n_k) - 1.5 * math.log(2 * math.pi * comp.sigma_kms**2)
+                     - _log_integral(comp, pilot_phi, phi_min, volume))
+    x, v, comp = _draw_stars(mock, [int(n) for n in counts], 0.0, mock.r_max_kpc, phi_min, gen, chunk)
+    return MockSample(x, v, comp, torch.tensor(log_c, dtype=torch.float64))
 
 
 def sample_shell(mock: MockGalaxy, log_c: torch.Tensor, r_out_kpc: float, seed: int,
@@ -363,18 +372,13 @@ def sample_shell(mock: MockGalaxy, log_c: torch.Tensor, r_out_kpc: float, seed: 
     pilot_phi = _pilot_phi(mock, mock.r_max_kpc, r_out_kpc, gen)
     phi_min = pilot_phi.min().item()
     volume = 4.0 / 3.0 * math.pi * (r_out_kpc**3 - mock.r_max_kpc**3)
-    xs, vs, comps = [], [], []
+    counts = []
     for k, comp in enumerate(mock.components):
-        s2 = comp.sigma_kms**2
-        log_mean = log_c[k].item() + 1.5 * math.log(2 * math.pi * s2) + _log_integral(comp, pilot_phi, phi_min, volume)
-        n_k = int(rng.poisson(math.exp(log_mean))) if math.isfinite(log_mean) else 0
-        xh, vh = _draw_component(mock, comp, n_k, mock.r_max_kpc, r_out_kpc, phi_min - 0.25 * s2, gen, chunk)
-        xs.append(xh)
-        vs.append(vh)
-        comps.append(torch.full((n_k,), k, dtype=torch.int64))
-    n = sum(len(c) for c in comps)
-    perm = torch.randperm(n, generator=gen)
-    return MockSample(torch.cat(xs)[perm], torch.cat(vs)[perm], torch.cat(comps)[perm], log_c)
+        log_mean = (log_c[k].item() + 1.5 * math.log(2 * math.pi * comp.sigma_kms**2)
+                    + _log_integral(comp, pilot_phi, phi_min, volume))
+        counts.append(int(rng.poisson(math.exp(log_mean))) if math.isfinite(log_mean) else 0)
+    x, v, comp = _draw_stars(mock, counts, mock.r_max_kpc, r_out_kpc, phi_min, gen, chunk)
+    return MockSample(x, v, comp, log_c)
 
 
 def log_df(mock: MockGalaxy, log_c: torch.Tensor, x_h: torch.Tensor, v_h: torch.Tensor) -> torch.Tensor:
