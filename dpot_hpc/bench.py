@@ -8,10 +8,12 @@ default sizes and of the reference implementation's sizes:
     default network (Laplacian at ``penalty_points``) and for the reference's 4x512 network at
     batch 32768 with the Laplacian at every point, and that step's achieved FLOP rate as a fraction
     of this device's fp32 matmul rate measured in the same run.
-FLOPs of a potential step are counted analytically for the one-pass propagation: a Linear layer
-(in -> out) on R rows costs 2 R in out FLOPs forward and twice that backward; the rows are the value
-and the 3 gradient components at every point plus the Laplacian at L points, R = 4 N + L, so a step
-costs 6 (4 N + L) sum(in out); elementwise work is not counted. The reference implementation
+FLOPs of a potential step are counted analytically: a Linear layer (in -> out) on R rows costs
+2 R in out FLOPs forward and twice that backward, so a step costs 6 R sum(in out); elementwise work
+is not counted. With the Laplacian at L >= N/2 of the N points (the one-pass propagation) the rows
+are the value and the 3 gradient components at every point plus the Laplacian at L points,
+R = 4 N + L; with fewer (the reverse pass for the gradient, the one-pass propagation at the L
+points) R = 2 N + 5 L. The reference implementation
 (TensorFlow 2.14, FFJORD, 4x512 tanh potential) was measured on the project's 2-core machine:
 ``REFERENCE``.
 """
@@ -36,6 +38,7 @@ from .data.runfolder import RunFolder
 from .models.df_training import build_flow
 from .models.flows import log_prob_and_gradients
 from .models.potential_training import build_potential, loss_function
+from .physics.cbe import helio_frame_vectors
 from .physics.mock import log_df_gradients, sample
 
 #: The reference implementation on the project's 2-core machine (issue 11): samples/s, points/s.
@@ -125,9 +128,10 @@ def bench_cache(device: str, n_points: int) -> dict:
 
 
 def potential_step_flops(hidden: list[int], n: int, n_laplacian: int) -> float:
-    """FLOPs of one training step by the one-pass count of the module docstring."""
+    """FLOPs of one training step by the count of the module docstring (the path training takes)."""
     widths = [3, *hidden, 1]
-    return 6.0 * (4 * n + n_laplacian) * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    rows = 4 * n + n_laplacian if 2 * n_laplacian >= n else 2 * n + 5 * n_laplacian
+    return 6.0 * rows * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
 
 
 def bench_potential(device: str, hidden: list[int], batch: int, penalty_points: int, steps: int) -> dict:
@@ -142,11 +146,12 @@ def bench_potential(device: str, hidden: list[int], batch: int, penalty_points: 
     phi = build_potential(pot, 1, 1.0).to(device)
     omega = torch.nn.Parameter(torch.tensor(20.0, dtype=torch.float64, device=device))
     opt = torch.optim.Adam([*phi.parameters(), omega], lr=1e-3)
-    sun = cfg.frame.sun()
-    loss_fn = loss_function(pot)
+    frame = helio_frame_vectors(cfg.frame.sun(), torch.float32, device)
+    fallback: list[str] = []  # loss_function's message when compilation fails
+    loss_fn = loss_function(pot, fallback.append)
 
     def step():
-        loss, _, _ = loss_fn(phi, omega, data, sun, pot)
+        loss, _, _ = loss_fn(phi, omega, data, frame, pot)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -155,7 +160,7 @@ def bench_potential(device: str, hidden: list[int], batch: int, penalty_points: 
     flops = potential_step_flops(hidden, batch, min(penalty_points, batch))
     return {"points_per_s": batch / dt, "seconds_per_step": dt, "gflops_per_step": flops / 1e9,
             "achieved_gflops": flops / dt / 1e9, "hidden": hidden, "batch": batch,
-            "laplacian_points": min(penalty_points, batch)}
+            "laplacian_points": min(penalty_points, batch), "compiled": not fallback}
 
 
 def _peak_memory_mb(device: str) -> float:

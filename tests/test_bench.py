@@ -10,8 +10,10 @@ from dpot_hpc.bench import potential_step_flops
 
 
 def test_flop_count_of_a_potential_step():
-    # 3 -> 2 -> 1 network, N = 10 points, Laplacian at 4: rows 4*10 + 4 = 44; sum(in*out) = 3*2 + 2*1 = 8
-    assert potential_step_flops([2], 10, 4) == 6 * 44 * 8
+    # 3 -> 2 -> 1 network, N = 10 points, Laplacian at 5 (one-pass): rows 4*10 + 5 = 45; sum(in*out) = 3*2 + 2*1 = 8
+    assert potential_step_flops([2], 10, 5) == 6 * 45 * 8
+    # Laplacian at 2 of 10 (< N/2): reverse pass over 2 rows per point, one-pass at the 2: 2*10 + 5*2 = 30 rows
+    assert potential_step_flops([2], 10, 2) == 6 * 30 * 8
 
 
 def test_bench_quick_writes_the_documented_keys(tmp_path):

@@ -4,11 +4,14 @@ Omega_p within 0.5 km/s/kpc, rho(R=R0) within 10%, and the shell-mean accelerati
 analytic potential's.
 """
 
+import shutil
+
 import pytest
 import torch
 
 from dpot_hpc.config import load_config
-from dpot_hpc.models.potential_training import train_potential
+from dpot_hpc.models.potential_training import COMPILE_MIN_POINTS, build_potential, loss_function, loss_terms, train_potential
+from dpot_hpc.physics.cbe import helio_frame_vectors
 from dpot_hpc.ensemble.members import member_scalars
 from dpot_hpc.physics.mock import log_df_gradients
 from dpot_hpc.data.mockfile import truth_on_grid
@@ -61,3 +64,36 @@ def test_static_fit_is_worse_for_a_rotating_mock(mock, mock_sample):
         _, _, state = train_potential(cache, c.potential, c.frame.sun(), seed=3, length_scale_kpc=1.0)
         losses[omega] = state.history[-1][1]
     assert losses[0.0] > losses[None] + 0.5
+
+
+def test_compiled_loss_equals_eager(mock, mock_sample):
+    """A long training's loss is compiled (torch.compile) and gives the eager loss and weight gradients
+    to float32 round-off; without a C++ compiler it says so and falls back to the eager loss."""
+    cfg = load_config(None, [f"potential.steps={COMPILE_MIN_POINTS // 1024 + 1}", "potential.batch_size=1024",
+                             "potential.penalty_points=128"])
+    pot = cfg.potential
+    x, v = mock_sample.x_h[:1024], mock_sample.v_h[:1024]
+    _, gx, gv = log_df_gradients(mock, mock_sample.log_c, x, v)
+    batch = {k: t.to(torch.float32) for k, t in (("x", x), ("v", v), ("grad_x", gx), ("grad_v", gv))}
+    frame = helio_frame_vectors(cfg.frame.sun(), torch.float32, "cpu")
+    phi = build_potential(pot, 5, 1.0)
+    omega = torch.nn.Parameter(torch.tensor(27.0, dtype=torch.float64))
+    messages = []
+    results = []
+    for fn in (loss_terms, loss_function(pot, messages.append)):
+        loss, r_abs, lap = fn(phi, omega, batch, frame, pot)
+        grads = torch.autograd.grad(loss, [*phi.parameters(), omega], allow_unused=True)
+        results.append((loss, r_abs, lap, grads))
+    if shutil.which("c++") or shutil.which("g++"):
+        assert messages == []
+    else:
+        assert messages and "training eagerly" in messages[0]
+    (l0, r0, p0, g0), (l1, r1, p1, g1) = results
+    assert torch.allclose(l0, l1, rtol=1e-5)
+    assert torch.allclose(r0, r1, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(p0, p1, rtol=1e-4, atol=1e-2)
+    for a, b in zip(g0, g1):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            assert torch.allclose(a, b, rtol=2e-3, atol=1e-6 * float(a.abs().max()))

@@ -6,7 +6,8 @@ r the CBE residual in the frame rotating at Omega_p (km/s/kpc), weighted per poi
 negative-density term is evaluated at the first ``penalty_points`` cache points of every batch
 (all of them when penalty_points >= batch_size). Where the Laplacian is needed at half the points
 or more, gradient and Laplacian come from the one-pass propagation ``potential.fields``; with fewer
-penalty points nested autograd is cheaper (both measured in training, docs/benchmarks.md).
+penalty points the gradient comes from the explicit reverse pass ``potential.gradient`` and the
+Laplacian from ``fields`` at the penalty points only (measured in training, docs/benchmarks.md).
 Checkpoints carry weights, optimizer and RNG state, so a resumed run ends where an
 uninterrupted one does.
 """
@@ -18,11 +19,10 @@ from typing import Callable
 import torch
 
 from ..config import PotentialSection
-from ..physics.cbe import residual_heliocentric
-from ..physics.derivatives import gradient_and_laplacian
+from ..physics.cbe import helio_frame_vectors, residual_in_frame
 from ..physics.frames import SunFrame
 from ..progress import MemberLog
-from .potential import PotentialNet, fields
+from .potential import PotentialNet, fields, gradient
 from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
 #: History columns of a potential member: step, loss, mean |r| [km/s/kpc], Omega_p [km/s/kpc].
@@ -38,21 +38,20 @@ def loss_terms(
     phi: PotentialNet,
     omega_p: torch.Tensor,
     batch: dict[str, torch.Tensor],
-    sun: SunFrame,
+    frame: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     pot: PotentialSection,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, |r| per point, Laplacian at the penalty points) for one batch of cache points."""
+    """(loss, |r| per point, Laplacian at the penalty points) for one batch of cache points; ``frame``:
+    the Sun's frame as ``physics.cbe.helio_frame_vectors`` in the batch's dtype and device."""
     x = batch["x"]
     n_pen = min(pot.penalty_points, x.shape[0])
     if 2 * n_pen >= x.shape[0]:  # the Laplacian at most points: one-pass propagation is cheaper (benchmarks.md)
         _, grad, lap = fields(phi, x, n_pen)
-    else:  # a few penalty points: nested autograd there, one backward for the gradient elsewhere
-        _, grad_pen, lap = gradient_and_laplacian(phi, x[:n_pen], create_graph=True)
-        x_rest = x[n_pen:].detach().requires_grad_(True)
-        (grad_rest,) = torch.autograd.grad(phi(x_rest).sum(), x_rest, create_graph=True)
-        grad = torch.cat([grad_pen, grad_rest])
+    else:  # a few penalty points: the reverse pass for the gradient, the Laplacian at those points only
+        grad = gradient(phi, x)
+        lap = fields(phi, x[:n_pen])[2]
     accel = -grad
-    r = residual_heliocentric(x, batch["v"], batch["grad_x"], batch["grad_v"], accel, omega_p.to(x), sun)
+    r = residual_in_frame(x, batch["v"], batch["grad_x"], batch["grad_v"], accel, omega_p.to(x), frame)
     if "weight" in batch:
         r = r * batch["weight"]
     a = pot.alpha
@@ -75,12 +74,19 @@ def residual_weights(grad_v: torch.Tensor) -> torch.Tensor:
     return m / norm.clamp(min=1e-3 * float(m))
 
 
+#: Compile the loss when a member's training sees at least this many points (steps x batch_size):
+#: compilation costs 10-25 s per process, the compiled step saves ~8 us per point on one CPU core
+#: (default potential: 12 vs 29 ms per step of 2048 points; docs/benchmarks.md), so short trainings
+#: (tests, quick looks) run eagerly.
+COMPILE_MIN_POINTS = 2_000_000
+
+
 def loss_function(pot: PotentialSection, log: MemberLog | None = None) -> Callable:
-    """``loss_terms``, compiled with torch.compile where the one-pass propagation runs (the Laplacian at
-    half the batch or more: 2.9x faster measured for 4x512 at batch 32768 on 2 CPU cores, where
-    elementwise work dominates). Falls back to eager execution, with a log line, where compilation
-    is unavailable (e.g. no C++ compiler)."""
-    if 2 * min(pot.penalty_points, pot.batch_size) < pot.batch_size:
+    """``loss_terms``, compiled with torch.compile when the training is long enough to repay the
+    compilation (``COMPILE_MIN_POINTS``): it fuses the elementwise work that dominates these small
+    matrices. Falls back to eager execution, with a log line, where compilation is unavailable
+    (e.g. no C++ compiler)."""
+    if pot.steps * pot.batch_size < COMPILE_MIN_POINTS:
         return loss_terms
     compiled = [torch.compile(loss_terms)]
 
@@ -130,11 +136,12 @@ def train_potential(cache: dict[str, torch.Tensor], pot: PotentialSection, sun: 
     state = run.state
     report = max(1, pot.steps // 20)
     loss_fn = loss_function(pot, log)
+    frame = helio_frame_vectors(sun, torch.float32, device)
     while state.step < pot.steps:
         set_cosine_lr(opt, state.step, pot.steps)
         idx = torch.randint(0, n, (min(pot.batch_size, n),), generator=run.rng).to(device)
         batch = {k: v[idx] for k, v in data.items()}
-        loss, r_abs, _ = loss_fn(phi, omega, batch, sun, pot)
+        loss, r_abs, _ = loss_fn(phi, omega, batch, frame, pot)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -46,7 +46,7 @@ def omega_vector_galcen(omega_p: torch.Tensor) -> torch.Tensor:
 _FRAME_VECTORS: dict = {}
 
 
-def _helio_frame_vectors(sun: SunFrame, dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def helio_frame_vectors(sun: SunFrame, dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(Galactic centre [kpc], Sun's Galactocentric velocity [km/s], Galactocentric z axis), all in
     heliocentric axes, as tensors; computed once per frame, dtype and device."""
     key = (sun, dtype, str(device))
@@ -68,7 +68,15 @@ def residual_heliocentric(x_h: torch.Tensor, v_h: torch.Tensor, grad_x: torch.Te
     velocity through the inertial velocity v = v_h + v_sun (the moving heliocentric frame's own
     time derivative); the DF's gradients and Phi do not depend on either.
     """
-    gc, v_sun_h, axis = _helio_frame_vectors(sun, x_h.dtype, x_h.device)
+    return residual_in_frame(x_h, v_h, grad_x, grad_v, accel_h, omega_p, helio_frame_vectors(sun, x_h.dtype, x_h.device))
+
+
+def residual_in_frame(x_h: torch.Tensor, v_h: torch.Tensor, grad_x: torch.Tensor, grad_v: torch.Tensor,
+                      accel_h: torch.Tensor, omega_p: torch.Tensor,
+                      frame: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``residual_heliocentric`` with the frame given as its ``helio_frame_vectors``: tensor operations
+    only, so that torch.compile can trace it (training computes the vectors once)."""
+    gc, v_sun_h, axis = frame
     return residual(x_h - gc, v_h + v_sun_h, grad_x, grad_v, accel_h, -omega_p * axis)
 
 
