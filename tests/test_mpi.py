@@ -165,3 +165,31 @@ def test_report_matches_numpy():
         assert b["half_width_95"] == pytest.approx(stats.t.ppf(0.975, 4) * sig, rel=1e-9)
         assert b["median"] == rep["pipelines"]["potential_seed"][k]["median"]
 
+
+
+def test_idle_ranks_lend_their_threads_to_busy_ranks_of_their_node(tmp_path):
+    """Two ranks of a node with 1 thread each: when one marks itself idle, the other's next look takes
+    both threads; marks of another node do not count; the end of the stage restores 1 thread."""
+    import torch
+
+    from dpot_hpc.cluster import cores
+    from dpot_hpc.cluster.cores import CoreShare
+
+    before = torch.get_num_threads()
+    try:
+        busy = CoreShare(tmp_path / "df.idle", rank=0, local_size=2, threads=1)
+        idle = CoreShare(tmp_path / "df.idle", rank=1, local_size=2, threads=1)
+        (tmp_path / "df.idle" / "othernode.7").write_text("8\n")  # another node's idle rank
+        busy.rebalance()
+        assert torch.get_num_threads() == 1
+        idle.lend()
+        busy._next_look = 0.0  # skip the POLL_S wait between looks
+        assert busy.rebalance() is False  # never a stop request
+        assert torch.get_num_threads() == 2
+        assert busy.threads_now() == 2
+        busy.close()
+        assert torch.get_num_threads() == 1
+        t0 = time.monotonic()
+        idle.wait(lambda: time.monotonic() - t0 > 0.5 * cores.POLL_S)
+    finally:
+        torch.set_num_threads(before)

@@ -12,6 +12,7 @@ Without mpiexec (or without an MPI library) the same code runs on one rank.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -28,9 +29,11 @@ from ..errors import DpotError, InputError, write_failure
 from ..data.runfolder import RunFolder
 from ..ensemble.members import RunContext, check_member_inputs, run_member, status
 from ..ensemble.plan import STAGES, MemberSpec, stages, write_plan
+from ..models.training import StopRequest
 from ..ensemble.summary import summarize
 from ..models.device import pick_device
 from ..progress import Verbosity, emit, say
+from .cores import CoreShare
 
 
 class SerialComm:
@@ -153,8 +156,11 @@ def _fmt(s: float) -> str:
 
 
 def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_root: Path, t_run: float,
-              verbosity: Verbosity = Verbosity.NORMAL) -> dict[str, dict]:
+              binding: Binding, verbosity: Verbosity = Verbosity.NORMAL) -> dict[str, dict]:
     """Run one stage's members, handed out dynamically; returns this rank's potential scalars.
+
+    A rank with no member left lends its CPU threads to the ranks of its node still training
+    (``CoreShare``) and waits for the stage's end by polling the claims, not in a spinning MPI call.
 
     A member that fails stops this rank's work on the stage and tells the other ranks (a marker in
     the claims folder), which finish the member they are on and take no other; at the end of the
@@ -165,12 +171,15 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
     failure = None
     try:
         claims = Claims(claims_root / name)
+        share = CoreShare(claims_root / f"{name}.idle", rank, binding.local_size, binding.threads)
     except OSError as exc:
-        claims, failure = None, f"rank {rank}: {write_failure(claims_root / name, exc)}"
+        claims, share, failure = None, None, f"rank {rank}: {write_failure(claims_root / name, exc)}"
     comm.Barrier()  # every rank sees the claims folder before anyone claims
     out = {}
     t0 = time.monotonic()
     n = len(specs)
+    if share is not None:
+        ctx = dataclasses.replace(ctx, stop=_either(ctx.stop, share.rebalance))
     while failure is None and not claims.failed() and (i := claims.take(n, rank)) is not None:
         spec = specs[i]
         path = spec.path(ctx.folder)
@@ -195,10 +204,22 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
             emit(f"dpot-hpc[rank {rank}] {name} stage: {spec.id} {'was done' if was == 'done' else 'done'}; "
                  f"{done}/{n} done, {started - done} running, {n - started} left; stage {_fmt(el)}, "
                  f"run {_fmt(time.monotonic() - t_run)}, stage ETA {_fmt(eta)}")
+    if share is not None:
+        share.lend()
+        share.wait(lambda: claims.failed() or claims.counts()[1] >= n)
+        share.close()
     failures = [f for f in comm.allgather(failure) if f is not None]
     if failures:
         raise MemberFailed(f"{name} stage failed: " + "; ".join(failures))
     return out
+
+
+def _either(first: StopRequest, second: StopRequest) -> StopRequest:
+    """A stop request asking both (each call runs both: the second may have work to do between steps)."""
+    def stop() -> bool:
+        a, b = first(), second()
+        return a or b
+    return stop
 
 
 def setup(cfg: Config, verbosity: Verbosity = Verbosity.NORMAL) -> tuple[RunFolder, int]:
@@ -307,7 +328,7 @@ def _run_stages(cfg: Config, comm, folder: RunFolder, n: int, token: str, verbos
         if rank == 0:
             log(f"{name} stage: {len(specs)} members")
         t0 = time.monotonic()
-        mine.update(run_stage(comm, name, specs, ctx, claims_root, t_run, verbosity))
+        mine.update(run_stage(comm, name, specs, ctx, claims_root, t_run, binding, verbosity))
         timing[name] = time.monotonic() - t0
     gathered = comm.gather(mine, root=0)
     if rank != 0:
