@@ -50,16 +50,14 @@ class CoreShare:
         spare = sum(int(p.read_text() or 0) for p in marks)
         return self.threads + spare // busy
 
-    def rebalance(self) -> bool:
-        """Between training steps: take this rank's share of idle threads (at most once per POLL_S).
-        Returns False: usable as a training loop's stop request, which never asks to stop."""
+    def rebalance(self) -> None:
+        """Between training steps: take this rank's share of idle threads (at most once per POLL_S)."""
         now = time.monotonic()
         if now >= self._next_look:
             self._next_look = now + POLL_S
             want = self.threads_now()
             if want != torch.get_num_threads():
                 torch.set_num_threads(want)
-        return False
 
     def wait(self, finished) -> None:
         """Sleep until ``finished()`` is true (every member of the stage done, or one failed)."""

@@ -29,7 +29,6 @@ from ..errors import DpotError, InputError, write_failure
 from ..data.runfolder import RunFolder
 from ..ensemble.members import RunContext, check_member_inputs, run_member, status
 from ..ensemble.plan import STAGES, MemberSpec, stages, write_plan
-from ..models.training import StopRequest
 from ..ensemble.summary import summarize
 from ..models.device import pick_device
 from ..progress import Verbosity, emit, say
@@ -179,7 +178,7 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
     t0 = time.monotonic()
     n = len(specs)
     if share is not None:
-        ctx = dataclasses.replace(ctx, stop=_either(ctx.stop, share.rebalance))
+        ctx = dataclasses.replace(ctx, between=share.rebalance)
     while failure is None and not claims.failed() and (i := claims.take(n, rank)) is not None:
         spec = specs[i]
         path = spec.path(ctx.folder)
@@ -212,14 +211,6 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
     if failures:
         raise MemberFailed(f"{name} stage failed: " + "; ".join(failures))
     return out
-
-
-def _either(first: StopRequest, second: StopRequest) -> StopRequest:
-    """A stop request asking both (each call runs both: the second may have work to do between steps)."""
-    def stop() -> bool:
-        a, b = first(), second()
-        return a or b
-    return stop
 
 
 def setup(cfg: Config, verbosity: Verbosity = Verbosity.NORMAL) -> tuple[RunFolder, int]:

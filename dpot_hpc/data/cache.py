@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import torch
 
 from ..config import Config
 from ..models.flows import Flow, log_prob_and_gradients
+from ..models.training import nothing
 from .h5io import atomic_h5
 from .provenance import stamp
 
 
-def draw_points(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, batch: int) -> torch.Tensor:
-    """n_points phase-space points (N, 6) drawn equally from every flow, inside |x| < r_max_kpc."""
+def draw_points(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, batch: int,
+                between: Callable[[], None] = nothing) -> torch.Tensor:
+    """n_points phase-space points (N, 6) drawn equally from every flow, inside |x| < r_max_kpc;
+    ``between()`` is called after every batch (the driver's hand-over of idle ranks' threads)."""
     gen = torch.Generator().manual_seed(seed)
     per = [n_points // len(flows) + (1 if i < n_points % len(flows) else 0) for i in range(len(flows))]
     out = []
@@ -36,27 +40,32 @@ def draw_points(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, b
             w = w[torch.linalg.vector_norm(w[:, :3], dim=-1) < r_max_kpc]
             got.append(w)
             have += w.shape[0]
+            between()
         out.append(torch.cat(got)[:n])
     return torch.cat(out)
 
 
-def evaluate_flows(flows: list[Flow], w: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ln f (K, N), grad ln f (K, N, 6)) of every flow at points w (N, 6)."""
+def evaluate_flows(flows: list[Flow], w: torch.Tensor, batch: int,
+                   between: Callable[[], None] = nothing) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ln f (K, N), grad ln f (K, N, 6)) of every flow at points w (N, 6); ``between()`` after every flow."""
     lps, grads = [], []
     for flow in flows:
         lp, g = zip(*(log_prob_and_gradients(flow, w[i : i + batch]) for i in range(0, w.shape[0], batch)))
+        between()
         lps.append(torch.cat(lp))
         grads.append(torch.cat(g))
     return torch.stack(lps), torch.stack(grads)
 
 
-def build_cache(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, batch: int) -> dict[str, torch.Tensor]:
-    """Points, per-flow values and their means (see module docstring). The mean, not the median: the
+def build_cache(flows: list[Flow], n_points: int, r_max_kpc: float, seed: int, batch: int,
+                between: Callable[[], None] = nothing) -> dict[str, torch.Tensor]:
+    """Points, per-flow values and their means (see module docstring); ``between()`` as for
+    ``draw_points``. The mean, not the median: the
     flows' gradients scatter about each other by 7-10% (seed to seed, on the built-in mocks), and the
     mean of K flows reduces that noise more (variance / K) and is a smooth function of the flows' values
     where a per-component median jumps between flows from point to point (docs/method.md)."""
-    w = draw_points(flows, n_points, r_max_kpc, seed, batch)
-    log_f, grad = evaluate_flows(flows, w, batch)
+    w = draw_points(flows, n_points, r_max_kpc, seed, batch, between)
+    log_f, grad = evaluate_flows(flows, w, batch, between)
     mean_g, mean_f = grad.mean(0), log_f.mean(0)
     return {"x": w[:, :3], "v": w[:, 3:], "log_f": mean_f, "grad_x": mean_g[:, :3], "grad_v": mean_g[:, 3:],
             "flows_log_f": log_f, "flows_grad": grad}

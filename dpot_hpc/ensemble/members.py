@@ -35,7 +35,7 @@ from ..models.df_training import build_flow, train_flow
 from ..models.flows import Flow
 from ..models.potential import PotentialNet, evaluate
 from ..models.potential_training import build_potential, train_potential
-from ..models.training import Interrupted, LoopHooks, StopRequest, never
+from ..models.training import Interrupted, LoopHooks, StopRequest, never, nothing
 from ..physics.frames import SunFrame
 from ..physics.scalars import evaluation_grid, scalars_from_fields
 from ..progress import MemberLog
@@ -56,6 +56,7 @@ class RunContext:
     device: str = "cpu"
     echo: bool = True
     stop: StopRequest = never
+    between: Callable[[], None] = nothing
     _stars: torch.Tensor | None = field(default=None, repr=False)
 
     def stars(self) -> torch.Tensor:
@@ -166,7 +167,7 @@ def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor) -> Pat
 
     def train(seed, checkpoint, resume, log) -> Trained:
         flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc,
-                                 LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop))
+                                 LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop, ctx.between))
         attrs = {"best_val_loss": state.best_val, "best_epoch": state.best_epoch}
         return flow.state_dict(), state.history, attrs, f"done: {spec.path(ctx.folder)}"
 
@@ -220,7 +221,7 @@ def run_cache_member(spec: MemberSpec, ctx: RunContext) -> Path:
                 raise MemberFileError(f"{s.path(ctx.folder)}: DF member {s.id} is not finished; run its stage first")
         flows = [load_flow(s.path(ctx.folder)) for s in flows_spec]
         seed = spec.seed(cfg.run.seed)
-        cache = build_cache(flows, cfg.cache.n_points, cfg.cache.r_max_kpc, seed, cfg.cache.batch_size)
+        cache = build_cache(flows, cfg.cache.n_points, cfg.cache.r_max_kpc, seed, cfg.cache.batch_size, ctx.between)
         write_cache(path, cache, [s.id for s in flows_spec], cfg, spec.id, seed)
         log(f"done in {time.monotonic() - t0:.1f}s: {path}")
     finally:
@@ -266,7 +267,7 @@ def run_potential_member(spec: MemberSpec, ctx: RunContext, cache: dict[str, tor
 
     def train(seed, checkpoint, resume, log) -> Trained:
         phi, omega_p, state = train_potential(cache, cfg.potential, sun, seed, cfg.catalogue.r_max_kpc,
-                                              LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop))
+                                              LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop, ctx.between))
         scalars = member_scalars(phi, omega_p, cfg, rho_baryons, sun)
         attrs = {"omega_p_kms_kpc": omega_p, "scalars": json.dumps(scalars)}
         return phi.state_dict(), state.history, attrs, "done: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items())

@@ -87,6 +87,7 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
             state.step += 1
             run_loss += loss.item()
         state.epoch += 1
+        hooks.between()
         vl = val_loss()
         state.history.append([state.epoch, run_loss / steps_per_epoch, vl, lr])
         if vl < state.best_val:

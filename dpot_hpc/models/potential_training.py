@@ -146,6 +146,7 @@ def train_potential(cache: dict[str, torch.Tensor], pot: PotentialSection, sun: 
         loss.backward()
         opt.step()
         state.step += 1
+        hooks.between()
         if state.step % report == 0 or state.step == pot.steps:
             state.history.append([state.step, loss.item(), r_abs.mean().item(), omega.item()])
             if log:

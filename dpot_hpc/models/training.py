@@ -47,18 +47,24 @@ def never() -> bool:
     return False
 
 
+def nothing() -> None:
+    """The default work between steps: none."""
+
+
 @dataclass(frozen=True)
 class LoopHooks:
     """What a training loop gets from whoever runs it, beyond its data and settings: where to write
     checkpoints (``checkpoint(payload)``), the payload of the last one to resume from, the member's log,
-    the torch device, and the stop request (e.g. Slurm's time-limit signal). The defaults train once,
-    silently, on the CPU, without checkpoints."""
+    the torch device, the stop request (e.g. Slurm's time-limit signal) and ``between()``, called
+    between steps (potential) or epochs (DF), where the MPI driver hands over the threads of ranks
+    that ran out of members. The defaults train once, silently, on the CPU, without checkpoints."""
 
     checkpoint: Callable[[dict], None] | None = None
     resume: dict | None = None
     log: Callable[[str], None] | None = None
     device: str = "cpu"
     stop: StopRequest = never
+    between: Callable[[], None] = nothing
 
 
 @dataclass
