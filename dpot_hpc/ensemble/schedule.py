@@ -19,10 +19,11 @@ from .plan import STAGES, MemberSpec, cache_flows, stages
 
 #: Seconds per member for the reference sizes, on one rank of one CPU core: measured in the default
 #: run on the 2-core machine (two ranks, one thread each; the members' logs in docs/recovery.md's run:
-#: 30 epochs of 200k stars ~100 s, a 100k-point cache from one flow ~14 s and from four ~20 s, 1500
-#: potential steps ~46 s). Keys: df (200k stars x 25 epochs), cache (100k points from 1 flow, mostly
-#: drawing them; cache_per_flow for each further flow's gradients), potential (3000 steps x 2048 points).
-REFERENCE_COSTS_S = {"df": 83.0, "cache": 14.0, "cache_per_flow": 2.0, "potential": 92.0}
+#: 30 epochs of 200k stars ~100 s, a 100k-point cache from one flow ~14 s and from four ~20 s; 1500
+#: potential steps ~21 s with the compiled loss, commit af66911's default run). Keys: df (200k stars x
+#: 25 epochs), cache (100k points from 1 flow, mostly drawing them; cache_per_flow for each further
+#: flow's gradients), potential (3000 steps x 2048 points).
+REFERENCE_COSTS_S = {"df": 83.0, "cache": 14.0, "cache_per_flow": 2.0, "potential": 42.0}
 REFERENCE = {"stars_epochs": 200_000 * 25, "points": 100_000, "steps_batch": 3000 * 2048}
 
 
