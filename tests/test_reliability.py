@@ -217,12 +217,14 @@ def test_a_second_launcher_is_refused_and_a_stale_lock_taken_over(copy, tmp_path
 
 def test_two_real_launchers_on_one_folder(tmp_path):
     run_dir = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "dpot_hpc", "run", *sets(run_dir)], cwd=tmp_path,
+    # long enough potentials (~10 s) that the first run still holds the folder when the second starts
+    longer = sets(run_dir, "potential.steps=2000")
+    first = subprocess.Popen([sys.executable, "-m", "dpot_hpc", "run", *longer], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (run_dir / ".lock").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = dpot("run", *sets(run_dir), cwd=tmp_path)
+    second = dpot("run", *longer, cwd=tmp_path)
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
     assert "in use by `dpot-hpc run`" in one_error_line(second)
