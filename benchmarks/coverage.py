@@ -14,12 +14,14 @@ scalars. Runs are resumable: a finished realization is reused.
         --set mock.n_stars=50000 --set df.max_epochs=30 --label small
     python benchmarks/coverage.py --realizations 1 --label default    # the default run, once per family
 
-Writes benchmarks/results/coverage_<label>.json and prints a Markdown table.
+Writes benchmarks/results/coverage_<label>.json (a family not run this time is kept from the file, with
+its own realizations and commit) and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from runs import HERE, commit, finished_run, machine, run_commit, write_json
@@ -65,8 +67,15 @@ def main() -> None:
     ap.add_argument("--label", default="coverage")
     args = ap.parse_args()
     work = HERE / "out" / f"coverage_{args.label}"
+    out = HERE / "results" / f"coverage_{args.label}.json"
     result = {"label": args.label, "settings": args.settings, "realizations": args.realizations, "families": {},
               "commit": commit(), "machine": machine()}
+    if out.exists():  # keep the families not run this time, as they were measured
+        old = json.loads(out.read_text())
+        for fam, entry in old["families"].items():
+            if fam not in args.families:
+                result["families"][fam] = {**entry, "n_realizations": entry.get("n_realizations", old["realizations"]),
+                                           "commit": entry.get("commit", old["commit"])}
     for fam in args.families:
         runs = [run_one(fam, k, args.settings, work) for k in range(args.realizations)]
         errs = [errors(r["summary"]) for r in runs]
@@ -82,9 +91,9 @@ def main() -> None:
                         "mean_half_width_68": sum(x["half_width_68"] for x in e) / len(e),
                         "rms_error_over_rms_sigma": (sum(x["error"] ** 2 for x in e) / sum(x["uncertainty"] ** 2 for x in e))
                         ** 0.5 if any(x["uncertainty"] > 0 for x in e) else None}
-        result["families"][fam] = {"per_scalar": stats, "realizations": errs,
+        result["families"][fam] = {"per_scalar": stats, "realizations": errs, "n_realizations": len(runs),
+                                   "commit": result["commit"],
                                    "wall_s": [r["wall_s"] for r in runs], "run_commits": [r["run_commit"] for r in runs]}
-    out = HERE / "results" / f"coverage_{args.label}.json"
     write_json(out, result)
     print("| family | scalar | 68% coverage | 95% coverage | mean abs error / 68% band | rms error / rms sigma | mean error | "
           "mean rel. error (raw) |")
