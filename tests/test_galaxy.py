@@ -53,16 +53,23 @@ def test_bar_quadrupole_at_sun_has_dehnen_amplitude():
     assert math.isclose(g.phi_bar(x).item(), -g.bar_strength * vc**2 / 3, rel_tol=1e-12)
 
 
-def test_potential_fields_forward_laplacian_matches_autograd():
-    """The one-pass (value, Jacobian, Laplacian) propagation equals nested autograd."""
-    from dpot_hpc.models.potential import PotentialNet, fields
+def _random_potential():
+    """A float64 potential network with non-zero linear and quadratic terms, and 40 points (kpc)."""
+    from dpot_hpc.models.potential import PotentialNet
 
     torch.manual_seed(0)
     phi = PotentialNet([32, 32, 32], length_scale_kpc=0.9, phi_scale_kms2=1e4).double()
     with torch.no_grad():
         phi.linear.normal_()
         phi.quadratic.normal_()
-    x = torch.randn(40, 3, dtype=torch.float64)
+    return phi, torch.randn(40, 3, dtype=torch.float64)
+
+
+def test_potential_fields_forward_laplacian_matches_autograd():
+    """The one-pass (value, Jacobian, Laplacian) propagation equals nested autograd."""
+    from dpot_hpc.models.potential import fields
+
+    phi, x = _random_potential()
     p, g, lap = fields(phi, x)
     _, g_ad, lap_ad = gradient_and_laplacian(phi, x)
     assert torch.allclose(p, phi(x), rtol=1e-12, atol=1e-8)
@@ -73,14 +80,9 @@ def test_potential_fields_forward_laplacian_matches_autograd():
 def test_potential_gradient_reverse_pass_matches_autograd():
     """The explicit reverse pass (training's gradient) equals autograd's gradient, and so do its
     derivatives with respect to the weights (what training differentiates)."""
-    from dpot_hpc.models.potential import PotentialNet, gradient
+    from dpot_hpc.models.potential import gradient
 
-    torch.manual_seed(0)
-    phi = PotentialNet([32, 32, 32], length_scale_kpc=0.9, phi_scale_kms2=1e4).double()
-    with torch.no_grad():
-        phi.linear.normal_()
-        phi.quadratic.normal_()
-    x = torch.randn(40, 3, dtype=torch.float64)
+    phi, x = _random_potential()
     g = gradient(phi, x)
     _, g_ad, _ = gradient_and_laplacian(phi, x, create_graph=True)
     assert torch.allclose(g, g_ad, rtol=1e-10, atol=1e-8)
