@@ -59,6 +59,12 @@ class PotentialNet(nn.Module):
         return (out * self.phi_scale.to(dtype)).to(x.dtype)
 
 
+def _quadratic_matrix(q: torch.Tensor) -> torch.Tensor:
+    """The symmetric 3x3 matrix H from its upper triangle q = (xx, yy, zz, xy, xz, yz)."""
+    return torch.stack([torch.stack([q[0], q[3], q[4]]), torch.stack([q[3], q[1], q[5]]),
+                        torch.stack([q[4], q[5], q[2]])])
+
+
 def _silu_derivatives(h: torch.Tensor):
     s = torch.sigmoid(h)
     d1 = s * (1 + h * (1 - s))
@@ -96,7 +102,7 @@ def fields(phi: PotentialNet, x: torch.Tensor, n_laplacian: int | None = None
             S = torch.cat([h[None], S[1:4] * d1])
     h, J = S[0], S[1:4, :, 0].T
     q = phi.quadratic
-    H = torch.stack([torch.stack([q[0], q[3], q[4]]), torch.stack([q[3], q[1], q[5]]), torch.stack([q[4], q[5], q[2]])])
+    H = _quadratic_matrix(q)
     out = h.squeeze(-1) + u @ phi.linear + 0.5 * ((u @ H) * u).sum(-1)
     grad = J + phi.linear + u @ H
     lap = L.squeeze(-1) + q[0] + q[1] + q[2]
@@ -126,7 +132,7 @@ def gradient(phi: PotentialNet, x: torch.Tensor) -> torch.Tensor:
     for layer, slope in zip(reversed(linears[:-1]), reversed(slopes)):
         g = (g * slope) @ layer.weight
     q = phi.quadratic
-    H = torch.stack([torch.stack([q[0], q[3], q[4]]), torch.stack([q[3], q[1], q[5]]), torch.stack([q[4], q[5], q[2]])])
+    H = _quadratic_matrix(q)
     grad = g + phi.linear + u @ H
     return (grad * phi.phi_scale.to(dtype) / phi.length_scale.to(dtype)).to(x.dtype)
 

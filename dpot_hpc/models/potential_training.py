@@ -75,8 +75,8 @@ def residual_weights(grad_v: torch.Tensor) -> torch.Tensor:
 
 
 #: Compile the loss when a member's training sees at least this many points (steps x batch_size):
-#: compilation costs 10-25 s per process, the compiled step saves ~8 us per point on one CPU core
-#: (default potential: 12 vs 29 ms per step of 2048 points; docs/benchmarks.md), so short trainings
+#: compilation costs 10-25 s per process, the compiled step saves ~6 us per point on one CPU core
+#: (default potential: 12.6 vs 25.1 ms per step of 2048 points, potential_paths.json), so short trainings
 #: (tests, quick looks) run eagerly.
 COMPILE_MIN_POINTS = 2_000_000
 
