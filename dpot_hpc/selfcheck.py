@@ -6,7 +6,10 @@ Meant for a new container or cluster module (`dpot-hpc selfcheck`, `apptainer te
                 float64) and not 3 km/s/kpc away from it (> 1e-3): frames, CBE and autograd work;
   - laplacian:  the potential network's one-pass Laplacian equals nested autograd's (float32);
   - flow:       a small flow trained for a few epochs beats its untrained self on held-out stars;
-  - hdf5:       a checkpoint tree written atomically reads back bit-for-bit.
+  - hdf5:       a checkpoint tree written atomically reads back bit-for-bit;
+  - compile:    the potential's training loss compiles (torch.compile: a C++ compiler and Python's
+                headers on a CPU, Triton on a GPU) and gives eager's loss and weight gradients; where it
+                cannot compile the check says so and passes (potentials then train eagerly, slower).
 """
 
 from __future__ import annotations
@@ -23,14 +26,15 @@ import h5py
 import torch
 
 from ._version import __version__
-from .config import Config, DFSection
+from .config import Config, DFSection, PotentialSection
 from .data.h5io import atomic_h5, load_tree, save_tree
 from .data.mockfile import mock_galaxy
 from .models.df_training import build_flow, train_flow
 from .models.flows import log_prob_and_gradients
 from .models.potential import PotentialNet, fields
+from .models.potential_training import COMPILE_MIN_POINTS, build_potential, loss_function, loss_terms
 from .models.training import LoopHooks
-from .physics.cbe import residual_heliocentric
+from .physics.cbe import helio_frame_vectors, residual_heliocentric
 from .physics.derivatives import gradient_and_laplacian
 from .physics.mock import log_df_gradients, sample, truth_fields
 
@@ -140,11 +144,38 @@ def check_hdf5(device: str) -> str:
     return "atomic write and read-back identical"
 
 
+def check_compile(device: str) -> str:
+    mock = mock_galaxy(Config())
+    s = sample(mock, 512, seed=4, chunk=50_000)
+    _, gx, gv = log_df_gradients(mock, s.log_c, s.x_h, s.v_h)
+    batch = {k: t.to(device=device, dtype=torch.float32) for k, t in zip(("x", "v", "grad_x", "grad_v"),
+                                                                         (s.x_h, s.v_h, gx, gv))}
+    # long enough a training that loss_function compiles; small network, 64 penalty points
+    pot = PotentialSection(hidden=[32, 32], batch_size=512, penalty_points=64,
+                           steps=COMPILE_MIN_POINTS // 512 + 1)
+    phi = build_potential(pot, 1, 1.0).to(device)
+    omega = torch.nn.Parameter(torch.tensor(27.0, dtype=torch.float64, device=device))
+    frame = helio_frame_vectors(mock.sun, torch.float32, device)
+    fallback: list[str] = []
+    values = []
+    for fn in (loss_terms, loss_function(pot, fallback.append)):
+        loss = fn(phi, omega, batch, frame, pot)[0]
+        grads = torch.autograd.grad(loss, [*phi.parameters(), omega], allow_unused=True)
+        values.append(torch.cat([loss.reshape(1).double(), *(g.flatten().double() for g in grads if g is not None)]))
+    if fallback:
+        return f"unavailable, so potentials train eagerly (about 2x slower per step): {fallback[0]}"
+    err = ((values[0] - values[1]).abs().max() / values[0].abs().max()).item()
+    if not err < 1e-3:
+        raise AssertionError(f"compiled loss and gradients differ from eager's by {err:.1e} (relative; want < 1e-3)")
+    return f"compiled: loss and gradients equal eager's to {err:.1e} (relative)"
+
+
 CHECKS: dict[str, Callable[[str], str]] = {
     "cbe": check_cbe,
     "laplacian": check_laplacian,
     "flow": check_flow,
     "hdf5": check_hdf5,
+    "compile": check_compile,
 }
 
 

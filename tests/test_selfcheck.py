@@ -1,5 +1,7 @@
 """`dpot-hpc selfcheck`: every check passes on this install; a device torch cannot use fails clearly."""
 
+import shutil
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -12,6 +14,9 @@ def test_all_checks_pass_on_cpu():
     checks = run_checks("cpu")
     assert [c.name for c in checks] == list(CHECKS)
     assert all(c.ok for c in checks), [(c.name, c.detail) for c in checks if not c.ok]
+    # with a C++ compiler on the PATH the potential's loss must compile, not fall back in silence
+    compiled = next(c.detail for c in checks if c.name == "compile").startswith("compiled")
+    assert compiled == bool(shutil.which("g++") or shutil.which("c++"))
 
 
 def test_checks_report_failures_instead_of_raising():

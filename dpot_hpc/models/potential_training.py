@@ -97,7 +97,8 @@ def loss_function(pot: PotentialSection, log: MemberLog | None = None) -> Callab
             except Exception as exc:  # noqa: BLE001 - any compiler failure: train eagerly instead
                 compiled.clear()
                 if log:
-                    log(f"torch.compile unavailable ({type(exc).__name__}: {str(exc)[:120]}); training eagerly")
+                    why = " ".join(str(exc).split())[:160]  # one line
+                    log(f"torch.compile unavailable ({type(exc).__name__}: {why}); training eagerly")
         return loss_terms(*args)
 
     return loss
