@@ -32,6 +32,9 @@ RUN apt-get update \
  && (userdel --remove ubuntu 2>/dev/null || true) \
  && useradd --create-home --uid 1000 dpot
 COPY --from=build /opt/dpot-hpc/venv /opt/dpot-hpc/venv
+# `dpot-hpc run` without a launcher starts one rank per core through the mpiexec next to its Python:
+# the image's MPICH (docker run ... run uses every core, as on a workstation)
+RUN ln -s /usr/bin/mpiexec /opt/dpot-hpc/venv/bin/mpiexec
 ENV PATH=/opt/dpot-hpc/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     NVIDIA_VISIBLE_DEVICES=all \

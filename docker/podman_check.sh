@@ -55,4 +55,9 @@ from mpi4py import MPI
 ranks = MPI.COMM_WORLD.gather(MPI.COMM_WORLD.Get_rank())
 if ranks:
     print(f"mpi: ranks {ranks} answered a gather; {MPI.Get_library_version().splitlines()[0]}")'
+step "dpot-hpc run without a launcher: one rank per core through the image's mpiexec"
+"${PODMAN[@]}" run --rm "${RUNOPTS[@]}" --entrypoint python3 "$TAG" -c '
+from dpot_hpc.cluster.launch import relaunch_command
+from dpot_hpc.config import load_config
+print("relaunch:", " ".join(relaunch_command(load_config(None, ["run.processes=2"]), ["run"])))'
 step "podman_check: all passed"

@@ -1,7 +1,8 @@
 """The Dockerfile builds (podman, debootstrapped Debian base, CPU torch wheel) and the image runs:
 `dpot-hpc --version`, `dpot-hpc selfcheck` as the non-root user (the potential's loss compiles there:
 the image carries g++ and Python's headers), and a two-rank mpiexec with the
-image's MPICH loaded by mpi4py's wheel (rank 0 gathers both ranks) (docker/podman_check.sh does the work).
+image's MPICH loaded by mpi4py's wheel (rank 0 gathers both ranks), the mpiexec that `dpot-hpc run`
+starts its local ranks with (docker/podman_check.sh does the work).
 
 .ci/run installs podman, runc and debootstrap and sets DPOT_REQUIRE_CONTAINER=1, so there a missing
 engine fails the test. Elsewhere (no podman, or not root) it is skipped with a loud message.
@@ -51,3 +52,4 @@ def test_image_builds_and_passes_its_self_check():
     assert "self-check passed" in out and "FAIL" not in out
     assert "compile" in out and "compiled: loss and gradients equal eager's" in out, out[-3000:]
     assert "mpi: ranks [0, 1] answered a gather; MPICH" in out, p.stdout[-2000:]
+    assert "relaunch: /opt/dpot-hpc/venv/bin/mpiexec -n 2 " in out, p.stdout[-2000:]
