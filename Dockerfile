@@ -33,8 +33,10 @@ RUN apt-get update \
  && useradd --create-home --uid 1000 dpot
 COPY --from=build /opt/dpot-hpc/venv /opt/dpot-hpc/venv
 # `dpot-hpc run` without a launcher starts one rank per core through the mpiexec next to its Python:
-# the image's MPICH (docker run ... run uses every core, as on a workstation)
-RUN ln -s /usr/bin/mpiexec /opt/dpot-hpc/venv/bin/mpiexec
+# the image's MPICH (docker run ... run uses every core, as on a workstation). A script, not a link:
+# Hydra looks for its proxy next to the path it was started by.
+RUN printf '#!/bin/sh\nexec /usr/bin/mpiexec "$@"\n' > /opt/dpot-hpc/venv/bin/mpiexec \
+ && chmod 755 /opt/dpot-hpc/venv/bin/mpiexec
 ENV PATH=/opt/dpot-hpc/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     NVIDIA_VISIBLE_DEVICES=all \

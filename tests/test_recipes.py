@@ -78,7 +78,8 @@ def test_apptainer_definition_parses_and_shares_the_install_script():
         assert re.search(rf"--no-install-recommends .*(?<!\S){re.escape(pkg)}(?!\S)", post), pkg
     link = 'ln -sf libmpich.so.12 "/usr/lib/$(uname -m)-linux-gnu/libmpi.so.12" && ldconfig'
     assert link in last and link in post
-    mpiexec = "ln -s /usr/bin/mpiexec /opt/dpot-hpc/venv/bin/mpiexec"  # run's own local launch uses it
+    # run's own local launch uses the mpiexec next to Python: the image's, through a script
+    mpiexec = """printf '#!/bin/sh\\nexec /usr/bin/mpiexec "$@"\\n' > /opt/dpot-hpc/venv/bin/mpiexec"""
     assert mpiexec in last and mpiexec in post
     base = re.search(r"ARG CUDA_IMAGE=(\S+)", docker).group(1)
     assert base == header["From"]  # both recipes build on the same pinned base image
