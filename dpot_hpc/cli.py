@@ -34,7 +34,7 @@ from .ensemble.summary import summarize
 from .errors import DpotError, DpotWarning
 from .models.device import pick_device
 from .models.training import Interrupted
-from .progress import Verbosity
+from .progress import Verbosity, progress_log
 from .report import NOTICE as REPORT_NOTICE
 from .report import available as report_available
 from .report import write_report
@@ -97,7 +97,7 @@ def _auto_report(run_dir, verbosity: Verbosity) -> None:
         click.echo(f"dpot-hpc: {REPORT_NOTICE}", err=True)
         return
     try:
-        write_report(run_dir, log=_progress(verbosity, "dpot-hpc: "))
+        write_report(run_dir, log=progress_log(verbosity))
     except Exception as exc:  # noqa: BLE001 - reported, and `dpot-hpc report` shows the traceback
         click.echo(f"dpot-hpc: report failed ({type(exc).__name__}: {exc}); `dpot-hpc report {run_dir}` retries it",
                    err=True)
@@ -118,11 +118,6 @@ def _verbosity(quiet: bool, verbose: bool) -> Verbosity:
 
 def _err(msg: str) -> None:
     click.echo(msg, err=True)
-
-
-def _progress(verbosity: Verbosity, prefix: str = ""):
-    """The function progress lines go through: stderr, or nowhere with -q."""
-    return (lambda msg: None) if verbosity == Verbosity.QUIET else (lambda msg: _err(prefix + msg))
 
 
 @click.group(cls=_Main, context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]})
@@ -206,7 +201,7 @@ def report(run_dir, quiet, verbose):
     if not report_available():
         click.echo(f"dpot-hpc: {REPORT_NOTICE}")
         return
-    click.echo(f"report: {write_report(run_dir, log=_progress(v, 'dpot-hpc: '))}")
+    click.echo(f"report: {write_report(run_dir, log=progress_log(v))}")
 
 
 @main.command(short_help="Render (and --submit) the Slurm job-array chain.")
@@ -272,7 +267,7 @@ def plan(config_path, overrides, ranks, stars, costs, quiet, verbose):
 @verbosity_options
 def prepare(config_path, overrides, out, noise_seed, quiet, verbose):
     """Read the catalogue, apply the cuts and write the prepared sample (the DF stage's input)."""
-    log = _progress(_verbosity(quiet, verbose))
+    log = progress_log(_verbosity(quiet, verbose), "")
     cfg = load_config(config_path, overrides)
     folder = RunFolder.of(cfg)
     path = Path(out) if out else folder.prepared
@@ -291,7 +286,7 @@ def prepare(config_path, overrides, out, noise_seed, quiet, verbose):
 @verbosity_options
 def mock(config_path, overrides, out, quiet, verbose):
     """Write the built-in mock catalogue (stars, Gaia-like observables and truth) to HDF5."""
-    log = _progress(_verbosity(quiet, verbose))
+    log = progress_log(_verbosity(quiet, verbose), "")
     cfg = load_config(config_path, overrides)
     path = Path(out) if out else RunFolder.of(cfg).mock
     if path.exists():
@@ -374,7 +369,7 @@ def bench(device, threads, quick, run_dir, out_dir, quiet, verbose):
     reference implementation's), the potential step's FLOP rate against this device's measured fp32
     matmul rate, and peak memory per stage (docs/benchmarks.md)."""
     dev = pick_device(device, key="--device")
-    res = run_bench(dev, threads or os.cpu_count() or 1, quick, log=_progress(_verbosity(quiet, verbose)))
+    res = run_bench(dev, threads or os.cpu_count() or 1, quick, log=progress_log(_verbosity(quiet, verbose), ""))
     if run_dir:
         res["e2e_split_s"] = e2e_split(Path(run_dir))
     name = "cpu" if dev == "cpu" else "cuda"

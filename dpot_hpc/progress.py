@@ -6,6 +6,7 @@ import enum
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -30,6 +31,13 @@ def emit(line: str) -> None:
 def say(msg: str) -> None:
     """A run-level progress line, prefixed with the program's name."""
     emit(f"dpot-hpc: {msg}")
+
+
+def progress_log(verbosity: Verbosity, prefix: str = "dpot-hpc: ") -> Callable[[str], None]:
+    """The function progress lines go through: stderr with the prefix, or nowhere when QUIET."""
+    if verbosity == Verbosity.QUIET:
+        return lambda msg: None
+    return lambda msg: emit(prefix + msg)
 
 
 class MemberLog:

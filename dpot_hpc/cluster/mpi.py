@@ -31,7 +31,7 @@ from ..ensemble.members import RunContext, check_member_inputs, run_member, stat
 from ..ensemble.plan import STAGES, MemberSpec, stages, write_plan
 from ..ensemble.summary import summarize
 from ..models.device import pick_device
-from ..progress import Verbosity, emit, say
+from ..progress import Verbosity, emit, progress_log, say
 from .cores import CoreShare
 
 
@@ -217,7 +217,7 @@ def setup(cfg: Config, verbosity: Verbosity = Verbosity.NORMAL) -> tuple[RunFold
     """Set up the run folder under its lock (config check, leftovers removed, mock if needed, prepared
     sample, every planned member's inputs checked) and write the plan. Returns (folder, member count)."""
     folder = RunFolder.of(cfg)
-    folder.acquire("setup", log=_say(verbosity))
+    folder.acquire("setup", log=progress_log(verbosity))
     try:
         return _setup_locked(cfg, folder, verbosity)
     finally:
@@ -225,13 +225,9 @@ def setup(cfg: Config, verbosity: Verbosity = Verbosity.NORMAL) -> tuple[RunFold
 
 
 def _setup_locked(cfg: Config, folder: RunFolder, verbosity: Verbosity) -> tuple[RunFolder, int]:
-    folder.setup(cfg, log=_say(verbosity))
+    folder.setup(cfg, log=progress_log(verbosity))
     check_member_inputs(cfg, folder)
     return folder, len(write_plan(cfg, folder))
-
-
-def _say(verbosity: Verbosity):
-    return say if verbosity >= Verbosity.NORMAL else (lambda msg: None)
 
 
 class _TimeLimit:
@@ -278,7 +274,7 @@ def run(cfg: Config, comm=None, verbosity: Verbosity = Verbosity.NORMAL) -> dict
     comm = comm if comm is not None else world()
     rank = comm.Get_rank()
     folder = RunFolder.of(cfg)
-    log = _say(verbosity)
+    log = progress_log(verbosity)
     t_run = time.monotonic()
     result = None
     if rank == 0:
@@ -305,7 +301,7 @@ def run(cfg: Config, comm=None, verbosity: Verbosity = Verbosity.NORMAL) -> dict
 def _run_stages(cfg: Config, comm, folder: RunFolder, n: int, token: str, verbosity: Verbosity,
                 t_run: float) -> dict | None:
     rank, size = comm.Get_rank(), comm.Get_size()
-    log = _say(verbosity)
+    log = progress_log(verbosity)
     binding = bind(comm, cfg)
     echo = verbosity >= Verbosity.VERBOSE or (verbosity >= Verbosity.NORMAL and rank == 0)
     ctx = RunContext(cfg, folder, binding.device, echo=echo)
