@@ -386,8 +386,9 @@ def bench(device, threads, quick, run_dir, out_dir, quiet, verbose):
               help="Where to run the numerical checks (auto: the GPU when torch sees one).")
 @verbosity_options
 def selfcheck(device, quiet, verbose):
-    """Quick check of this installation (seconds): versions, devices, MPI library, and the exact-mock
-    CBE residual, the Laplacian, a short flow fit and HDF5 checkpoints on DEVICE. Exit status 1 if any fails."""
+    """Quick check of this installation (seconds; ~25 s the first time): versions, devices, MPI library,
+    and the exact-mock CBE residual, the Laplacian, a short flow fit, HDF5 checkpoints and whether the
+    potential's loss compiles (torch.compile), on DEVICE. Exit status 1 if any fails."""
     v = _verbosity(quiet, verbose)
     dev = pick_device(device, key="--device")
     if v != Verbosity.QUIET:  # the versions and devices: context, not the result

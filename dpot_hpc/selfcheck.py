@@ -1,5 +1,5 @@
-"""Quick self-check of an installation (seconds): the environment it sees, and four numerical facts
-computed on the device the members would use.
+"""Quick self-check of an installation (seconds; ~25 s the first time, compiling): the environment it
+sees, and five facts computed on the device the members would use.
 
 Meant for a new container or cluster module (`dpot-hpc selfcheck`, `apptainer test dpot.sif`):
   - cbe:        the exact mock DF is stationary at the true pattern speed (relative residual < 1e-10,
