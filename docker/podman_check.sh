@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Dockerfile with podman on a machine with no registry (Debian 12, root), then run
-# `dpot-hpc --version`, `dpot-hpc selfcheck` and a two-rank MPI hello inside the image.
+# `dpot-hpc --version`, `dpot-hpc selfcheck` (its compile check included), a two-rank MPI hello and
+# the local relaunch command of `dpot-hpc run` inside the image.
 #
 #   docker/podman_check.sh [TAG]         (default TAG: localhost/dpot-hpc:check)
 #
