@@ -36,8 +36,8 @@ MODES = {"compiled": [], "eager": ["-e", "TORCHDYNAMO_DISABLE=1"]}
 def run_in_image(image: str, work: Path, mode: str) -> dict:
     """The default run in a fresh container; its wall time, per-stage times and scalars."""
     out = work / mode
-    out.mkdir(mode=0o777)
-    out.chmod(0o777)  # the image runs as uid 1000
+    out.mkdir()
+    out.chmod(0o777)  # the image runs as uid 1000 (mkdir's mode would be cut by the umask)
     cmd = [*PODMAN, "run", "--rm", *RUNOPTS, *MODES[mode], "-v", f"{out}:/out", image, "run", "--set", "run.dir=/out/run"]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
