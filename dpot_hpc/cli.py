@@ -18,6 +18,7 @@ from ._version import __version__
 from .api import load_band, load_potential, read_points
 from .bench import e2e_split, run_bench, table
 from .cluster.mpi import run as run_driver
+from .cluster.cores import usable_cpus
 from .cluster.launch import relaunch, relaunch_command
 from .cluster.mpi import run_one, setup as do_setup
 from .cluster.slurm import REQUEUE_EXIT, SlurmOptions, render, submit as do_submit
@@ -357,7 +358,7 @@ def evaluate(run_dir, points, members, out, quiet, verbose):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to measure (auto: the GPU when torch sees one).")
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
-              help="torch CPU threads (0: all cores).")
+              help="torch CPU threads (0: every CPU this process may run on).")
 @click.option("--quick", is_flag=True, help="Fewer steps and a smaller 4x512 batch (seconds instead of minutes).")
 @click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="A finished run folder whose wall time per stage to include (e.g. the default run).")
@@ -369,7 +370,7 @@ def bench(device, threads, quick, run_dir, out_dir, quiet, verbose):
     reference implementation's), the potential step's FLOP rate against this device's measured fp32
     matmul rate, and peak memory per stage (docs/benchmarks.md)."""
     dev = pick_device(device, key="--device")
-    res = run_bench(dev, threads or os.cpu_count() or 1, quick, log=progress_log(_verbosity(quiet, verbose), ""))
+    res = run_bench(dev, threads or len(usable_cpus()), quick, log=progress_log(_verbosity(quiet, verbose), ""))
     if run_dir:
         res["e2e_split_s"] = e2e_split(Path(run_dir))
     name = "cpu" if dev == "cpu" else "cuda"

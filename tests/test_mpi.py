@@ -168,8 +168,9 @@ def test_report_matches_numpy():
 
 
 def test_idle_ranks_lend_their_threads_to_busy_ranks_of_their_node(tmp_path):
-    """Two ranks of a node with 1 thread each: when one marks itself idle, the other's next look takes
-    both threads; marks of another node do not count; the end of the stage restores 1 thread."""
+    """Two ranks of a node on the same CPUs with 1 thread each: when one marks itself idle, the other's
+    next look takes both threads; marks of another node, or of a rank bound to other CPUs, do not
+    count; the end of the stage restores 1 thread."""
     import torch
 
     from dpot_hpc.cluster import cores
@@ -177,9 +178,11 @@ def test_idle_ranks_lend_their_threads_to_busy_ranks_of_their_node(tmp_path):
 
     before = torch.get_num_threads()
     try:
-        busy = CoreShare(tmp_path / "df.idle", rank=0, local_size=2, threads=1)
-        idle = CoreShare(tmp_path / "df.idle", rank=1, local_size=2, threads=1)
-        (tmp_path / "df.idle" / "othernode.7").write_text("8\n")  # another node's idle rank
+        busy = CoreShare(tmp_path / "df.idle", rank=0, sharing=2, threads=1)
+        idle = CoreShare(tmp_path / "df.idle", rank=1, sharing=2, threads=1)
+        elsewhere = CoreShare(tmp_path / "df.idle", rank=2, sharing=1, threads=4, group="othercpus")
+        (tmp_path / "df.idle" / "othernode.all.7").write_text("8\n")  # another node's idle rank
+        elsewhere.lend()  # an idle rank of this node bound to other CPUs
         busy.rebalance()
         assert torch.get_num_threads() == 1
         idle.lend()
@@ -193,3 +196,57 @@ def test_idle_ranks_lend_their_threads_to_busy_ranks_of_their_node(tmp_path):
         idle.wait(lambda: time.monotonic() - t0 > 0.5 * cores.POLL_S)
     finally:
         torch.set_num_threads(before)
+
+
+def test_thread_share_divides_a_ranks_cpus_among_the_ranks_that_share_them():
+    from dpot_hpc.cluster.cores import thread_share
+
+    node = frozenset(range(8))
+    assert thread_share(node, [node] * 4) == 2  # unbound ranks: the node shared evenly
+    sockets = [frozenset(range(4)), frozenset(range(4)), frozenset(range(4, 8))]
+    assert thread_share(sockets[0], sockets) == 2 and thread_share(sockets[2], sockets) == 4  # bound to sockets
+    assert thread_share(frozenset({3}), [frozenset({c}) for c in range(8)]) == 1  # bound to cores
+    assert thread_share(frozenset({0}), [frozenset({0})] * 3) == 1  # more ranks than CPUs: still 1
+
+
+BIND = """
+import json, sys
+from dpot_hpc.cluster.launch import relaunch_command
+from dpot_hpc.cluster.mpi import bind, world
+from dpot_hpc.config import load_config
+cfg = load_config(None, [])
+comm = world()
+b = bind(comm, cfg)
+cmd = relaunch_command(cfg, ["run"]) if comm.Get_size() == 1 else None
+print(json.dumps({"threads": b.threads, "sharing": b.sharing, "group": b.cpu_group,
+                  "relaunch_ranks": int(cmd[cmd.index("-n") + 1]) if cmd else 1}), flush=True)
+"""
+
+
+def _bind_report(tmp_path, prefix):
+    script = tmp_path / "bind.py"
+    script.write_text(BIND)
+    env = {k: v for k, v in _env().items() if k not in ("SLURM_CPUS_PER_TASK", "DPOT_HPC_LAUNCHED")}
+    p = subprocess.run([*prefix, sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+
+
+def test_ranks_take_the_cpus_their_affinity_allows(tmp_path):
+    """Real mpiexec and taskset: ranks bound one per core take 1 thread each and lend none to each
+    other; unbound ranks share the CPUs; a process confined to one CPU takes 1 thread and `dpot-hpc run`
+    starts no extra ranks for it; unconfined, it takes every CPU of its mask and starts one rank each."""
+    taskset = shutil.which("taskset")
+    assert taskset, "taskset not found (util-linux)"
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    bound = _bind_report(tmp_path, [MPIEXEC, "-n", "2", "-bind-to", "core"])
+    assert [(r["threads"], r["sharing"]) for r in bound] == [(1, 1), (1, 1)]
+    assert bound[0]["group"] != bound[1]["group"]
+    unbound = _bind_report(tmp_path, [MPIEXEC, "-n", "2"])
+    assert [(r["threads"], r["sharing"]) for r in unbound] == [(len(cpus) // 2, 2)] * 2
+    (one,) = _bind_report(tmp_path, [taskset, "-c", str(cpus[0])])
+    assert (one["threads"], one["relaunch_ranks"]) == (1, 1)
+    (full,) = _bind_report(tmp_path, [])
+    assert (full["threads"], full["relaunch_ranks"]) == (len(cpus), len(cpus))

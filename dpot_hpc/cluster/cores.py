@@ -1,17 +1,24 @@
-"""CPU cores of ranks that have run out of members, lent to the ranks of the same node still training.
+"""CPU cores: how many threads a rank takes, and the cores of ranks that have run out of members,
+lent to the ranks of the same node still training.
+
+A process may run on the CPUs of its affinity mask only (``taskset``, a container's or Slurm's
+cpuset, a launcher's binding), which can be far fewer than the machine's: ``usable_cpus`` reads the
+mask and ``thread_share`` divides a rank's CPUs among the ranks of its node that share them.
 
 At the end of a stage some ranks finish their last member before others (3 flows on 2 ranks: one
 rank trains the third alone). A rank with nothing left to claim marks itself idle beside the stage's
-claims (``<claims>/<stage>.idle/<host>.<rank>``, holding its thread count) and waits by
+claims (``<claims>/<stage>.idle/<host>.<cpu group>.<rank>``, holding its thread count) and waits by
 polling the folder with sleeps instead of in an MPI collective, which would spin on its core. The
 ranks still training read the marks between steps (at most once a second) and share the idle
-threads of their node among themselves (``torch.set_num_threads``); the next stage starts with
+threads of the ranks of their node on the same CPUs among themselves (``torch.set_num_threads``); the next stage starts with
 every rank at its own count again. Files only, like ``Claims``: no rank serves the others. With a
 GPU per rank the threads matter little and nothing changes the GPU work.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
 import time
 from pathlib import Path
@@ -22,31 +29,57 @@ import torch
 POLL_S = 1.0
 
 
+def usable_cpus() -> frozenset[int]:
+    """The CPU ids this process may run on: its affinity mask, or every CPU where the platform has
+    no mask (macOS)."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except AttributeError:
+        return frozenset(range(os.cpu_count() or 1))
+
+
+def thread_share(mine: frozenset[int], node: list[frozenset[int]]) -> int:
+    """Threads for a rank that may run on the CPUs ``mine``, given the CPU sets of every rank of its
+    node (``node``, its own included): its CPUs divided among the ranks whose sets overlap it, at least
+    1. Unbound ranks (each may use every CPU) share the node evenly; ranks a launcher bound to a core
+    or a socket take what they were given, shared with the ranks bound to the same CPUs."""
+    sharing = sum(1 for other in node if other & mine) or 1
+    return max(1, len(mine) // sharing)
+
+
+def cpu_group(cpus: frozenset[int]) -> str:
+    """A short name of a CPU set: ranks lend threads only within the same set (a rank bound to
+    other CPUs could not run the extra threads)."""
+    return hashlib.sha1(",".join(map(str, sorted(cpus))).encode()).hexdigest()[:10]
+
+
 class CoreShare:
     """The idle marks of one stage and the thread count of this rank.
 
     Arguments:
         folder: where the stage's idle marks go (created).
-        rank, local_size: this rank and the number of ranks on its node.
-        threads: this rank's own thread count (its share of the node's cores).
+        rank: this rank.
+        sharing: the ranks of its node that may run on the same CPUs (itself included).
+        threads: this rank's own thread count (its share of those CPUs).
+        group: the name of those CPUs (``cpu_group``); ranks lend threads only within a group.
     """
 
-    def __init__(self, folder: Path, rank: int, local_size: int, threads: int):
+    def __init__(self, folder: Path, rank: int, sharing: int, threads: int, group: str = "all"):
         self.dir = folder
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.host = socket.gethostname().replace("/", "_")
-        self.rank, self.local_size, self.threads = rank, local_size, threads
+        self.prefix = f"{socket.gethostname().replace('/', '_')}.{group}."
+        self.rank, self.sharing, self.threads = rank, sharing, threads
         self._next_look = 0.0
         torch.set_num_threads(threads)
 
     def lend(self) -> None:
         """Mark this rank idle for the rest of the stage: its threads go to the node's busy ranks."""
-        (self.dir / f"{self.host}.{self.rank}").write_text(f"{self.threads}\n")
+        (self.dir / f"{self.prefix}{self.rank}").write_text(f"{self.threads}\n")
 
     def threads_now(self) -> int:
-        """This rank's own threads plus its share of the idle ranks' threads on this node."""
-        marks = [p for p in self.dir.iterdir() if p.name.startswith(self.host + ".")]
-        busy = max(1, self.local_size - len(marks))
+        """This rank's own threads plus its share of the idle threads of its node's ranks on the same CPUs."""
+        marks = [p for p in self.dir.iterdir() if p.name.startswith(self.prefix)]
+        busy = max(1, self.sharing - len(marks))
         spare = sum(int(p.read_text() or 0) for p in marks)
         return self.threads + spare // busy
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..config import Config
+from .cores import usable_cpus
 
 #: Set in the environment of the re-launched ranks (and by any MPI launcher's own variables below).
 LAUNCHED = "DPOT_HPC_LAUNCHED"
@@ -21,12 +22,13 @@ _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "
 
 
 def local_processes(cfg: Config) -> int:
-    """How many ranks to start: run.processes, or one per GPU for cuda, or one per core."""
+    """How many ranks to start: run.processes, or one per GPU for cuda, or one per CPU this process may
+    run on (its affinity mask: ``taskset``, a container's cpuset)."""
     if cfg.run.processes:
         return cfg.run.processes
     if cfg.run.device in ("auto", "cuda") and torch.cuda.is_available():
         return torch.cuda.device_count()
-    return os.cpu_count() or 1
+    return len(usable_cpus())
 
 
 def relaunch_command(cfg: Config, argv: list[str]) -> list[str] | None:

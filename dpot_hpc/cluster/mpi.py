@@ -32,7 +32,7 @@ from ..ensemble.plan import STAGES, MemberSpec, stages, write_plan
 from ..ensemble.summary import summarize
 from ..models.device import pick_device
 from ..progress import Verbosity, emit, progress_log, say
-from .cores import CoreShare
+from .cores import CoreShare, cpu_group, thread_share, usable_cpus
 
 
 class SerialComm:
@@ -125,29 +125,39 @@ class MemberFailed(DpotError):
 
 @dataclass
 class Binding:
+    """Where a rank trains: its device, its torch thread count, its node-local rank and the node's
+    rank count, and the ranks of its node that share its CPUs (itself included) with those CPUs' name."""
+
     device: str
     threads: int
     local_rank: int
     local_size: int
+    sharing: int = 1
+    cpu_group: str = "all"
 
 
 def bind(comm, cfg: Config) -> Binding:
-    """One GPU per rank (local rank modulo visible GPUs), or a fair share of CPU threads."""
+    """One GPU per rank (local rank modulo visible GPUs), or a fair share of the CPUs this rank may
+    run on: SLURM_CPUS_PER_TASK if set, else its affinity mask divided among the node's ranks that
+    share it (``cores.thread_share``); ``run.threads`` overrides."""
+    cpus = usable_cpus()
     if comm.Get_size() > 1:
         from mpi4py import MPI
 
         node = comm.Split_type(MPI.COMM_TYPE_SHARED)
         local_rank, local_size = node.Get_rank(), node.Get_size()
+        node_cpus = node.allgather(cpus)
         node.Free()
     else:
-        local_rank, local_size = 0, 1
+        local_rank, local_size, node_cpus = 0, 1, [cpus]
     device = pick_device(cfg.run.device, local_rank)
     if device != "cpu":
         torch.cuda.set_device(device)
-    cores = int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or max(1, (os.cpu_count() or 1) // local_size)
+    cores = int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or thread_share(cpus, node_cpus)
     threads = cfg.run.threads or cores
     torch.set_num_threads(threads)
-    return Binding(device, threads, local_rank, local_size)
+    return Binding(device, threads, local_rank, local_size, sharing=sum(1 for c in node_cpus if c == cpus),
+                   cpu_group=cpu_group(cpus))
 
 
 def _fmt(s: float) -> str:
@@ -158,8 +168,8 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
               binding: Binding, verbosity: Verbosity = Verbosity.NORMAL) -> dict[str, dict]:
     """Run one stage's members, handed out dynamically; returns this rank's potential scalars.
 
-    A rank with no member left lends its CPU threads to the ranks of its node still training
-    (``CoreShare``) and waits for the stage's end by polling the claims, not in a spinning MPI call.
+    A rank with no member left lends its CPU threads to the ranks of its node on the same CPUs still
+    training (``CoreShare``) and waits for the stage's end by polling the claims, not in a spinning MPI call.
 
     A member that fails stops this rank's work on the stage and tells the other ranks (a marker in
     the claims folder), which finish the member they are on and take no other; at the end of the
@@ -170,7 +180,7 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
     failure = None
     try:
         claims = Claims(claims_root / name)
-        share = CoreShare(claims_root / f"{name}.idle", rank, binding.local_size, binding.threads)
+        share = CoreShare(claims_root / f"{name}.idle", rank, binding.sharing, binding.threads, binding.cpu_group)
     except OSError as exc:
         claims, share, failure = None, None, f"rank {rank}: {write_failure(claims_root / name, exc)}"
     comm.Barrier()  # every rank sees the claims folder before anyone claims
