@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the Dockerfile with podman on a machine with no registry (Debian 12, root), then run
 # `dpot-hpc --version`, `dpot-hpc selfcheck` (its compile check included), a two-rank MPI hello and
-# the local relaunch command of `dpot-hpc run` inside the image.
+# the local relaunch command of `dpot-hpc run` inside the image, and what a container capped at one
+# CPU (--cpus 1) runs: one rank of one thread.
 #
 #   docker/podman_check.sh [TAG]         (default TAG: localhost/dpot-hpc:check)
 #
@@ -61,4 +62,12 @@ step "dpot-hpc run without a launcher: one rank per core through the image's mpi
 from dpot_hpc.cluster.launch import relaunch_command
 from dpot_hpc.config import load_config
 print("relaunch:", " ".join(relaunch_command(load_config(None, ["run.processes=2"]), ["run"])))'
+step "a container capped at one CPU (--cpus 1): one rank, one thread"
+"${PODMAN[@]}" run --rm "${RUNOPTS[@]}" --cpus 1 --entrypoint python3 "$TAG" -c '
+from dpot_hpc.cluster.launch import relaunch_command
+from dpot_hpc.cluster.mpi import SerialComm, bind
+from dpot_hpc.config import load_config
+cfg = load_config(None, [])
+cmd = relaunch_command(cfg, ["run"])
+print(f"capped: relaunch {cmd}, {bind(SerialComm(), cfg).threads} thread(s)")'
 step "podman_check: all passed"

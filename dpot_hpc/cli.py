@@ -18,7 +18,7 @@ from ._version import __version__
 from .api import load_band, load_potential, read_points
 from .bench import e2e_split, run_bench, table
 from .cluster.mpi import run as run_driver
-from .cluster.cores import usable_cpus
+from .cluster.cores import usable_cpu_count
 from .cluster.launch import relaunch, relaunch_command
 from .cluster.mpi import run_one, setup as do_setup
 from .cluster.slurm import REQUEUE_EXIT, SlurmOptions, render, submit as do_submit
@@ -370,7 +370,7 @@ def bench(device, threads, quick, run_dir, out_dir, quiet, verbose):
     reference implementation's), the potential step's FLOP rate against this device's measured fp32
     matmul rate, and peak memory per stage (docs/benchmarks.md)."""
     dev = pick_device(device, key="--device")
-    res = run_bench(dev, threads or len(usable_cpus()), quick, log=progress_log(_verbosity(quiet, verbose), ""))
+    res = run_bench(dev, threads or usable_cpu_count(), quick, log=progress_log(_verbosity(quiet, verbose), ""))
     if run_dir:
         res["e2e_split_s"] = e2e_split(Path(run_dir))
     name = "cpu" if dev == "cpu" else "cuda"

@@ -53,3 +53,4 @@ def test_image_builds_and_passes_its_self_check():
     assert "compiled: loss and gradients equal eager's" in out, out[-3000:]
     assert "mpi: ranks [0, 1] answered a gather; MPICH" in out, p.stdout[-2000:]
     assert "relaunch: /opt/dpot-hpc/venv/bin/mpiexec -n 2 " in out, p.stdout[-2000:]
+    assert "capped: relaunch None, 1 thread(s)" in out, p.stdout[-2000:]

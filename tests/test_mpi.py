@@ -250,3 +250,30 @@ def test_ranks_take_the_cpus_their_affinity_allows(tmp_path):
     assert (one["threads"], one["relaunch_ranks"]) == (1, 1)
     (full,) = _bind_report(tmp_path, [])
     assert (full["threads"], full["relaunch_ranks"]) == (len(cpus), len(cpus))
+
+
+def test_cgroup_cpu_limit_caps_the_cpus(tmp_path):
+    """cgroup v2 cpu.max and v1 cfs quota files as the kernel writes them: the tightest cap of the
+    process's cgroup and its parents, in whole CPUs rounded up; no cap gives None; a container that
+    sees its own cgroup at the mount point (the host's path absent) reads the mount's files."""
+    from dpot_hpc.cluster.cores import cpu_limit, thread_share
+
+    v2 = tmp_path / "v2"
+    (v2 / "job" / "step").mkdir(parents=True)
+    (v2 / "cpu.max").write_text("max 100000\n")
+    (v2 / "job" / "cpu.max").write_text("400000 100000\n")
+    (v2 / "job" / "step" / "cpu.max").write_text("150000 100000\n")
+    assert cpu_limit(v2, "0::/job/step\n") == 2
+    (v2 / "job" / "cpu.max").write_text("100000 100000\n")
+    assert cpu_limit(v2, "0::/job/step\n") == 1
+    assert cpu_limit(v2, "0::/\n") is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu,cpuacct").mkdir(parents=True)
+    (v1 / "cpu,cpuacct" / "cpu.cfs_period_us").write_text("100000\n")
+    (v1 / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("-1\n")
+    proc = "4:memory:/x\n2:cpu,cpuacct:/libpod_parent/libpod-0123\n0::/\n"
+    assert cpu_limit(v1, proc) is None
+    (v1 / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("300000\n")
+    assert cpu_limit(v1, proc) == 3
+    node = frozenset(range(64))
+    assert thread_share(node, [node] * 2, limit=3) == 1 and thread_share(node, [node], limit=3) == 3

@@ -2,8 +2,10 @@
 lent to the ranks of the same node still training.
 
 A process may run on the CPUs of its affinity mask only (``taskset``, a container's or Slurm's
-cpuset, a launcher's binding), which can be far fewer than the machine's: ``usable_cpus`` reads the
-mask and ``thread_share`` divides a rank's CPUs among the ranks of its node that share them.
+cpuset, a launcher's binding), and its cgroup may cap the CPU time it gets (``docker run --cpus``, a
+Kubernetes limit), either far below the machine's core count: ``usable_cpus`` reads the mask,
+``cpu_limit`` the cap, and ``thread_share`` divides a rank's CPUs among the ranks of its node that
+share them.
 
 At the end of a stage some ranks finish their last member before others (3 flows on 2 ranks: one
 rank trains the third alone). A rank with nothing left to claim marks itself idle beside the stage's
@@ -18,6 +20,7 @@ GPU per rank the threads matter little and nothing changes the GPU work.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import socket
 import time
@@ -38,13 +41,74 @@ def usable_cpus() -> frozenset[int]:
         return frozenset(range(os.cpu_count() or 1))
 
 
-def thread_share(mine: frozenset[int], node: list[frozenset[int]]) -> int:
+def cpu_limit(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: str | None = None) -> int | None:
+    """The CPU time this process's cgroup may use, in whole CPUs rounded up (``docker run --cpus 1.5``:
+    2), or None where no cap is set or readable. Reads cgroup v2's ``cpu.max`` or v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` in the process's cgroup and its parents (the tightest
+    wins); ``proc_cgroup`` is the text of /proc/self/cgroup (read when None)."""
+    if proc_cgroup is None:
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return None
+    limits = [c for d in _cgroup_dirs(root, proc_cgroup) if (c := _cpus_in(d)) is not None]
+    return min(limits) if limits else None
+
+
+def _cgroup_dirs(root: Path, proc_cgroup: str) -> list[Path]:
+    """The folders of this process's CPU cgroup and of its parents, up to the mount point (a container
+    sees its own cgroup at the mount point even where /proc/self/cgroup names the host's path)."""
+    dirs = []
+    for line in proc_cgroup.splitlines():
+        hid, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hid == "0" and not controllers:
+            mounts = [root]  # v2, unified
+        elif "cpu" in controllers.split(","):
+            mounts = [root / "cpu", root / "cpu,cpuacct"]  # v1
+        else:
+            continue
+        for mount in mounts:
+            here = mount / path.strip("/")
+            if not here.is_dir():
+                here = mount
+            while True:
+                dirs.append(here)
+                if here == mount:
+                    break
+                here = here.parent
+    return dirs
+
+
+def _cpus_in(folder: Path) -> int | None:
+    """Whole CPUs (rounded up) of the cap set in one cgroup folder, or None."""
+    try:
+        if (folder / "cpu.max").is_file():
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+        else:
+            quota = (folder / "cpu.cfs_quota_us").read_text().strip()
+            period = (folder / "cpu.cfs_period_us").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    if quota in ("max", "-1") or int(period) <= 0:
+        return None
+    return max(1, math.ceil(int(quota) / int(period) - 1e-9))
+
+
+def usable_cpu_count() -> int:
+    """How many CPUs this process can keep busy: its affinity mask, capped by its cgroup's CPU time."""
+    n, limit = len(usable_cpus()), cpu_limit()
+    return min(n, limit) if limit else n
+
+
+def thread_share(mine: frozenset[int], node: list[frozenset[int]], limit: int | None = None) -> int:
     """Threads for a rank that may run on the CPUs ``mine``, given the CPU sets of every rank of its
-    node (``node``, its own included): its CPUs divided among the ranks whose sets overlap it, at least
-    1. Unbound ranks (each may use every CPU) share the node evenly; ranks a launcher bound to a core
-    or a socket take what they were given, shared with the ranks bound to the same CPUs."""
+    node (``node``, its own included): its CPUs (at most ``limit``, the cgroup's cap) divided among the
+    ranks whose sets overlap it, at least 1. Unbound ranks (each may use every CPU) share the node
+    evenly; ranks a launcher bound to a core or a socket take what they were given, shared with the
+    ranks bound to the same CPUs."""
     sharing = sum(1 for other in node if other & mine) or 1
-    return max(1, len(mine) // sharing)
+    cpus = min(len(mine), limit) if limit else len(mine)
+    return max(1, cpus // sharing)
 
 
 def cpu_group(cpus: frozenset[int]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..config import Config
-from .cores import usable_cpus
+from .cores import usable_cpu_count
 
 #: Set in the environment of the re-launched ranks (and by any MPI launcher's own variables below).
 LAUNCHED = "DPOT_HPC_LAUNCHED"
@@ -23,12 +23,13 @@ _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "
 
 def local_processes(cfg: Config) -> int:
     """How many ranks to start: run.processes, or one per GPU for cuda, or one per CPU this process may
-    run on (its affinity mask: ``taskset``, a container's cpuset)."""
+    keep busy (its affinity mask, ``taskset`` or a container's cpuset, capped by its cgroup's CPU time,
+    ``docker run --cpus``)."""
     if cfg.run.processes:
         return cfg.run.processes
     if cfg.run.device in ("auto", "cuda") and torch.cuda.is_available():
         return torch.cuda.device_count()
-    return len(usable_cpus())
+    return usable_cpu_count()
 
 
 def relaunch_command(cfg: Config, argv: list[str]) -> list[str] | None:

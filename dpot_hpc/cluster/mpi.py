@@ -32,7 +32,7 @@ from ..ensemble.plan import STAGES, MemberSpec, stages, write_plan
 from ..ensemble.summary import summarize
 from ..models.device import pick_device
 from ..progress import Verbosity, emit, progress_log, say
-from .cores import CoreShare, cpu_group, thread_share, usable_cpus
+from .cores import CoreShare, cpu_group, cpu_limit, thread_share, usable_cpus
 
 
 class SerialComm:
@@ -138,8 +138,8 @@ class Binding:
 
 def bind(comm, cfg: Config) -> Binding:
     """One GPU per rank (local rank modulo visible GPUs), or a fair share of the CPUs this rank may
-    run on: SLURM_CPUS_PER_TASK if set, else its affinity mask divided among the node's ranks that
-    share it (``cores.thread_share``); ``run.threads`` overrides."""
+    run on: SLURM_CPUS_PER_TASK if set, else its affinity mask (capped by its cgroup's CPU time)
+    divided among the node's ranks that share it (``cores.thread_share``); ``run.threads`` overrides."""
     cpus = usable_cpus()
     if comm.Get_size() > 1:
         from mpi4py import MPI
@@ -153,7 +153,7 @@ def bind(comm, cfg: Config) -> Binding:
     device = pick_device(cfg.run.device, local_rank)
     if device != "cpu":
         torch.cuda.set_device(device)
-    cores = int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or thread_share(cpus, node_cpus)
+    cores = int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or thread_share(cpus, node_cpus, cpu_limit())
     threads = cfg.run.threads or cores
     torch.set_num_threads(threads)
     return Binding(device, threads, local_rank, local_size, sharing=sum(1 for c in node_cpus if c == cpus),
