@@ -1,0 +1,130 @@
+"""Which of the flows' gradients carry each scalar's error.
+
+On finished realizations of the coverage benchmark (benchmarks/out/coverage_<label>/<family>/rNN), the
+potential is retrained at the run's settings (potential seed 7) on the points of the run's best-fit
+cache with: the flows' mean gradients of ln f (as the run had them), the same with some components
+replaced by the mock's exact gradients, and the exact gradients throughout. One seed and the same points
+for every variant, so the differences between variants are those of the gradients, not of the training
+noise. Points where the truth has f = 0 (beyond a lowered or polytropic DF's velocity edge; ~0.1%) are
+left out of every variant. Per family and variant: the mean and root mean square over the realizations
+of every scalar's error.
+
+    python benchmarks/gradient_attribution.py --families barred_isothermal thin_thick_lowered --realizations 6
+
+Runs every (family, realization) in its own process, ``--jobs`` at a time, one thread each; finished
+rows are kept in benchmarks/results/gradient_attribution.json (resumable), and a Markdown table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import time
+from pathlib import Path
+
+from runs import HERE, commit, machine, run_commit, write_json
+
+RESULTS = HERE / "results" / "gradient_attribution.json"
+#: variant -> the components (of x, y, z, vx, vy, vz) that take the exact gradient of ln f
+VARIANTS: dict[str, tuple[int, ...]] = {
+    "flows": (), "exact grad_x": (0, 1, 2), "exact grad_v": (3, 4, 5), "exact d/dv_x": (3,),
+    "exact d/dv_y": (4,), "exact d/dv_z": (5,), "exact": (0, 1, 2, 3, 4, 5)}
+SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
+POTENTIAL_SEED = 7
+
+
+def one_realization(task: tuple[str, str]) -> list[dict]:
+    """Every variant's scalars and errors on one finished run folder."""
+    import torch
+
+    from df_accuracy import _caches_with_truth
+    from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid
+    from dpot_hpc.data.runfolder import RunFolder
+    from dpot_hpc.ensemble.members import member_scalars
+    from dpot_hpc.models.potential_training import train_potential
+
+    torch.set_num_threads(1)
+    family, run_dir = task
+    _, cfg = RunFolder.open(run_dir)
+    truth = truth_on_grid(mock_galaxy(cfg), cfg)
+    (mean, exact, w), = [(m, ev["grad"].to(m), ev["w"]) for name, m, _, _, ev in _caches_with_truth(run_dir)
+                         if name == "best_fit"]
+    ok = exact.abs().sum(-1) > 0
+    mean, exact, w = mean[ok], exact[ok], w[ok]
+    rows = []
+    for variant, comps in VARIANTS.items():
+        g = mean.clone()
+        g[:, list(comps)] = exact[:, list(comps)]
+        t0 = time.perf_counter()
+        phi, omega_p, _ = train_potential({"x": w[:, :3], "v": w[:, 3:], "grad_x": g[:, :3], "grad_v": g[:, 3:]},
+                                          cfg.potential, cfg.frame.sun(), seed=POTENTIAL_SEED,
+                                          length_scale_kpc=cfg.catalogue.r_max_kpc)
+        sc = member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun())
+        err = {k: sc[k] - truth["scalars"][k] for k in SCALARS}
+        err["rho_R0_rel"] = err["rho_R0"] / truth["scalars"]["rho_R0"]
+        rows.append({"family": family, "run": run_dir, "variant": variant, "points": int(ok.sum()),
+                     "scalars": {k: sc[k] for k in SCALARS}, "error": err, "wall_s": time.perf_counter() - t0,
+                     "run_commit": run_commit(Path(run_dir))})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per family and variant: realizations, and per error the mean and the root mean square."""
+    out: dict = {}
+    keys = ("omega_p", "rho_R0_rel", "a_x", "a_y", "a_z")
+    for fam in sorted({r["family"] for r in rows}):
+        out[fam] = {}
+        for variant in VARIANTS:
+            errs = [r["error"] for r in rows if r["family"] == fam and r["variant"] == variant]
+            if errs:
+                out[fam][variant] = {"n": len(errs), **{k: {"mean": statistics.fmean(e[k] for e in errs),
+                                                            "rms": statistics.fmean(e[k] ** 2 for e in errs) ** 0.5}
+                                                        for k in keys}}
+    return out
+
+
+def table(summary: dict) -> str:
+    lines = ["| family | gradients | n | Omega_p error, mean (rms) km/s/kpc | rho(R=R0) error, mean (rms) | "
+             "a_x rms | a_y rms | a_z rms (km/s/Myr) |", "|---|---|---|---|---|---|---|---|"]
+    for fam, variants in summary.items():
+        for v, s in variants.items():
+            lines.append(f"| {fam} | {v} | {s['n']} | {s['omega_p']['mean']:+.3f} ({s['omega_p']['rms']:.3f}) | "
+                         f"{s['rho_R0_rel']['mean']:+.1%} ({s['rho_R0_rel']['rms']:.1%}) | {s['a_x']['rms']:.4f} | "
+                         f"{s['a_y']['rms']:.4f} | {s['a_z']['rms']:.4f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", nargs="+", default=["barred_isothermal", "thin_thick_lowered"])
+    ap.add_argument("--realizations", type=int, default=6)
+    ap.add_argument("--label", default="default", help="which coverage benchmark's runs (coverage_<label>)")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    rows = old["rows"]
+    done = {r["run"] for r in rows}
+    tasks = []
+    for fam in args.families:
+        for k in range(args.realizations):
+            run_dir = HERE / "out" / f"coverage_{args.label}" / fam / f"r{k:02d}"
+            if not (run_dir / "summary.json").exists():
+                raise SystemExit(f"{run_dir}: no finished run (python benchmarks/coverage.py --label {args.label} "
+                                 f"--families {fam} --realizations {args.realizations} first)")
+            if str(run_dir) not in done:
+                tasks.append((fam, str(run_dir)))
+    with mp.get_context("spawn").Pool(args.jobs) as pool:
+        for new in pool.imap_unordered(one_realization, tasks):
+            rows.extend(new)
+            print(f"{new[0]['run']}: done", flush=True)
+            write_json(RESULTS, {"rows": rows, "commit": commit(), "machine": machine()})
+    summary = summarize(rows)
+    write_json(RESULTS, {"summary": summary, "rows": rows, "potential_seed": POTENTIAL_SEED,
+                         "commit": commit(), "machine": machine()})
+    print(table(summary))
+
+
+if __name__ == "__main__":
+    main()
