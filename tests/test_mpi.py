@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -229,7 +230,7 @@ def _bind_report(tmp_path, prefix):
     env = {k: v for k, v in _env().items() if k not in ("SLURM_CPUS_PER_TASK", "DPOT_HPC_LAUNCHED")}
     p = subprocess.run([*prefix, sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
-    return [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    return [json.loads(obj) for obj in re.findall(r"\{[^{}]*\}", p.stdout)]  # ranks' lines may interleave
 
 
 def test_ranks_take_the_cpus_their_affinity_allows(tmp_path):
