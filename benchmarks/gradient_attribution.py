@@ -12,7 +12,8 @@ of every scalar's error.
     python benchmarks/gradient_attribution.py --families barred_isothermal thin_thick_lowered --realizations 6
 
 Runs every (family, realization) in its own process, ``--jobs`` at a time, one thread each; finished
-rows are kept in benchmarks/results/gradient_attribution.json (resumable), and a Markdown table is printed.
+rows are kept in benchmarks/results/gradient_attribution.json (resumable; each row names the commit that
+computed it and the one that trained its run), and a Markdown table is printed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
 from runs import HERE, commit, machine, run_commit, write_json
+
+from df_accuracy import _caches_with_truth  # noqa: E402
+from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
+from dpot_hpc.data.runfolder import RunFolder  # noqa: E402
+from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
+from dpot_hpc.models.potential_training import train_potential  # noqa: E402
 
 RESULTS = HERE / "results" / "gradient_attribution.json"
 #: variant -> the components (of x, y, z, vx, vy, vz) that take the exact gradient of ln f
@@ -37,14 +46,6 @@ POTENTIAL_SEED = 7
 
 def one_realization(task: tuple[str, str]) -> list[dict]:
     """Every variant's scalars and errors on one finished run folder."""
-    import torch
-
-    from df_accuracy import _caches_with_truth
-    from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid
-    from dpot_hpc.data.runfolder import RunFolder
-    from dpot_hpc.ensemble.members import member_scalars
-    from dpot_hpc.models.potential_training import train_potential
-
     torch.set_num_threads(1)
     family, run_dir = task
     _, cfg = RunFolder.open(run_dir)
@@ -66,7 +67,7 @@ def one_realization(task: tuple[str, str]) -> list[dict]:
         err["rho_R0_rel"] = err["rho_R0"] / truth["scalars"]["rho_R0"]
         rows.append({"family": family, "run": run_dir, "variant": variant, "points": int(ok.sum()),
                      "scalars": {k: sc[k] for k in SCALARS}, "error": err, "wall_s": time.perf_counter() - t0,
-                     "run_commit": run_commit(Path(run_dir))})
+                     "run_commit": run_commit(Path(run_dir)), "commit": commit()})
     return rows
 
 
@@ -119,10 +120,11 @@ def main() -> None:
         for new in pool.imap_unordered(one_realization, tasks):
             rows.extend(new)
             print(f"{new[0]['run']}: done", flush=True)
-            write_json(RESULTS, {"rows": rows, "commit": commit(), "machine": machine()})
+            write_json(RESULTS, {"rows": rows, "machine": machine()})
     summary = summarize(rows)
     write_json(RESULTS, {"summary": summary, "rows": rows, "potential_seed": POTENTIAL_SEED,
-                         "commit": commit(), "machine": machine()})
+                         "commits": sorted({r["commit"] for r in rows}), "machine": old.get("machine", machine())
+                         if not tasks else machine()})
     print(table(summary))
 
 
