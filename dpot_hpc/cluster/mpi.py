@@ -125,13 +125,12 @@ class MemberFailed(DpotError):
 
 @dataclass
 class Binding:
-    """Where a rank trains: its device, its torch thread count, its node-local rank and the node's
-    rank count, and the ranks of its node that share its CPUs (itself included) with those CPUs' name."""
+    """Where a rank trains: its device, its torch thread count, its node-local rank, and the ranks of
+    its node that share its CPUs (itself included) with those CPUs' name."""
 
     device: str
     threads: int
     local_rank: int
-    local_size: int
     sharing: int = 1
     cpu_group: str = "all"
 
@@ -145,18 +144,18 @@ def bind(comm, cfg: Config) -> Binding:
         from mpi4py import MPI
 
         node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        local_rank, local_size = node.Get_rank(), node.Get_size()
+        local_rank = node.Get_rank()
         node_cpus = node.allgather(cpus)
         node.Free()
     else:
-        local_rank, local_size, node_cpus = 0, 1, [cpus]
+        local_rank, node_cpus = 0, [cpus]
     device = pick_device(cfg.run.device, local_rank)
     if device != "cpu":
         torch.cuda.set_device(device)
     cores = int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or thread_share(cpus, node_cpus, cpu_limit())
     threads = cfg.run.threads or cores
     torch.set_num_threads(threads)
-    return Binding(device, threads, local_rank, local_size, sharing=sum(1 for c in node_cpus if c == cpus),
+    return Binding(device, threads, local_rank, sharing=sum(1 for c in node_cpus if c == cpus),
                    cpu_group=cpu_group(cpus))
 
 
