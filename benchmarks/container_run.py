@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,10 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from runs import write_json
+from runs import HERE, commit, machine, write_json
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 RUNOPTS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096", "--network", "host"]
 MODES = {"compiled": [], "eager": ["-e", "TORCHDYNAMO_DISABLE=1"]}
@@ -63,14 +59,11 @@ def main() -> None:
         runs = {mode: run_in_image(args.image, work, mode) for mode in MODES}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    result = {"commit": commit, "image": args.image, "runs": runs,
+    result = {"commit": commit(), "image": args.image, "runs": runs,
               "potential_stage_ratio_eager_over_compiled": round(
                   runs["eager"]["stages_s"]["potential"] / runs["compiled"]["stages_s"]["potential"], 2),
               "wall_ratio_compiled_over_eager": round(runs["compiled"]["wall_s"] / runs["eager"]["wall_s"], 3),
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "date": time.strftime("%Y-%m-%d"),
+              "machine": machine(), "date": time.strftime("%Y-%m-%d"),
               "how": "dpot-hpc run (defaults, built-in mock) in a fresh container each, compiled first, then "
                      "eager (TORCHDYNAMO_DISABLE=1), back to back; cold torch.compile cache"}
     write_json(HERE / "results" / "container_run.json", result)
