@@ -28,12 +28,16 @@ def emit(line: str) -> None:
     sys.stderr.flush()
 
 
+#: What run-level progress lines start with.
+PREFIX = "dpot-hpc: "
+
+
 def say(msg: str) -> None:
     """A run-level progress line, prefixed with the program's name."""
-    emit(f"dpot-hpc: {msg}")
+    emit(PREFIX + msg)
 
 
-def progress_log(verbosity: Verbosity, prefix: str = "dpot-hpc: ") -> Callable[[str], None]:
+def progress_log(verbosity: Verbosity, prefix: str = PREFIX) -> Callable[[str], None]:
     """The function progress lines go through: stderr with the prefix, or nowhere when QUIET."""
     if verbosity == Verbosity.QUIET:
         return lambda msg: None
