@@ -103,11 +103,12 @@ def test_job_array_chain_on_real_slurm(slurm, tmp_path):
 
 def test_a_member_longer_than_the_time_limit_finishes_over_several_allocations(slurm, tmp_path):
     """Time limit 1 minute, SIGUSR1 50 s before it (Slurm sends it within 30 s of that): the potential
-    member (about 40 s of training on one core) checkpoints at each signal and requeues its task until
-    it is done, over several allocations; the chain completes and the summary equals a single-process run."""
+    member (60000 steps, about a minute of training on one core of this machine kind, so no allocation can
+    finish it whatever the signal's timing) checkpoints at each signal and requeues its task until it is
+    done, over several allocations; the chain completes and the summary equals a single-process run."""
     env, d = slurm
     run_dir = tmp_path / "run"
-    extra = ["ensemble.df_seed=1", "ensemble.potential_seed=1", "ensemble.bootstrap=0", "potential.steps=6000",
+    extra = ["ensemble.df_seed=1", "ensemble.potential_seed=1", "ensemble.bootstrap=0", "potential.steps=60000",
              "potential.checkpoint_every_steps=100000"]
     sets = [a for s in [*TINY, *extra, f"run.dir={run_dir}"] for a in ("--set", s)]
     p = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "slurm", *sets, "--cpus-per-task", "1", "--time", "1",
