@@ -73,6 +73,8 @@ CANDIDATES: dict[str, tuple[list[str], int, str]] = {
     "smooth2_e20": (["df.max_epochs=20", "df.patience=20"], 200_000, "the default with 20 epochs"),
     "smooth2_e50": (["df.max_epochs=50", "df.patience=50"], 200_000, "the default with 50 epochs"),
     "smooth4_t4": (["df.components=4", "df.transforms=4"], 200_000, "4 transforms, 4 tanh steps, 30 epochs"),
+    "smooth2_rot": (["df.rotate_velocities=true"], 200_000,
+                    "the default on velocities turned to the Sun's azimuth"),
 }
 SEEDS = (0, 1, 2)
 
@@ -162,7 +164,7 @@ def cmd_train(name: str, family: str, seed: int) -> None:
     stars, _ = training_stars(family, n)
     ev = eval_set(family)
     t0 = time.perf_counter()
-    flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc)
+    flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc, sun=cfg.frame.sun())
     wall = time.perf_counter() - t0
     OUT.mkdir(parents=True, exist_ok=True)
     _save(flow_path(name, family, seed), flow.state_dict())
@@ -176,7 +178,7 @@ def cmd_train(name: str, family: str, seed: int) -> None:
 
 def load_flow(name: str, family: str, seed: int):
     cfg = config(family, CANDIDATES[name][0])
-    flow = build_flow(cfg.df, seed, cfg.catalogue.r_max_kpc)
+    flow = build_flow(cfg.df, seed, cfg.catalogue.r_max_kpc, cfg.frame.sun())
     flow.load_state_dict(torch.load(flow_path(name, family, seed)))
     return flow.eval()
 

@@ -177,6 +177,9 @@ class DFSection(Section):
     components: Int = _field(2, ge=0, le=16, help="monotone tanh steps per coordinate in each transform, after its "
                                                  "affine map (0 = affine MAF; docs/method.md, 'DF: flows')")
     hidden: Widths = _field([128, 128], help="hidden layer widths of each transform's MADE network", expect=WIDTHS)
+    rotate_velocities: StrictBool = _field(False, help="the flows model each star's velocity turned about the Galactic "
+                                                       "axis to the Sun's azimuth (determinant 1; docs/method.md, "
+                                                       "'DF: flows'); false: heliocentric velocities as they are")
     batch_size: Int = _field(2048, ge=16, help="stars per optimisation step")
     max_epochs: Int = _field(30, ge=1, help="upper bound on passes over the training stars")
     learning_rate: Float = _field(3e-3, ge=1e-6, le=1.0, help="initial Adam learning rate (cosine-decayed)")

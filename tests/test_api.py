@@ -1,6 +1,7 @@
 """The Python API and `dpot-hpc evaluate` on a finished tiny run with several pipelines: the default
 members are the summary's best-estimate members, the values equal the summary's own maps, Phi is 0
-at the Sun, and positions can be given as astropy coordinates."""
+at the Sun, and positions can be given as astropy coordinates. Its flows turn velocities to the Sun's
+azimuth (df.rotate_velocities), and read back from their files they give the gradients the cache holds."""
 
 import json
 import os
@@ -21,7 +22,8 @@ from dpot_hpc.api import OutsideVolumeWarning
 TINY = ["mock.n_stars=4000", "ensemble.df_seed=2", "ensemble.potential_seed=2", "ensemble.bootstrap=1",
         "ensemble.x0_v0=1", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=2", "df.batch_size=512",
         "cache.n_points=2000", "potential.hidden=[16, 16]", "potential.steps=30", "potential.batch_size=256",
-        "potential.penalty_points=32", "summary.grid_spacing_kpc=0.05", "run.threads=1", "run.processes=1", "ensemble.df_seed_potentials=false"]
+        "potential.penalty_points=32", "summary.grid_spacing_kpc=0.05", "run.threads=1", "run.processes=1", "ensemble.df_seed_potentials=false",
+        "df.rotate_velocities=true"]
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +103,20 @@ def test_evaluate_writes_medians_and_bands_of_the_best_members(run_dir, tmp_path
         assert np.allclose(f["rho"][()], pot.density(pts).value, rtol=1e-9)
         assert np.all(f["rho_p16"][()] <= f["rho"][()]) and np.all(f["rho"][()] <= f["rho_p84"][()])
         assert np.all(f["phi"][()][0] == 0.0)
+
+
+def test_flow_files_read_back_give_the_gradients_in_the_cache(run_dir):
+    """Each DF member file read back (with its Sun frame, from the file) gives, at the best-fit cache's
+    points, the gradients of ln f that the cache stored for that flow."""
+    from dpot_hpc.ensemble.members import load_flow
+    from dpot_hpc.models.flows import log_prob_and_gradients
+
+    with h5py.File(run_dir / "cache" / "best_fit.h5", "r") as f:
+        w = torch.from_numpy(np.concatenate([f["x"][:500], f["v"][:500]], axis=1))
+        stored, ids = torch.from_numpy(f["flows/grad"][:, :500]), json.loads(f.attrs["flows"])
+    assert sorted(ids) == sorted(p.stem for p in (run_dir / "df").glob("*.h5"))  # 2 df_seed, 1 bootstrap
+    for k, member in enumerate(ids):
+        flow = load_flow(run_dir / "df" / f"{member}.h5")
+        assert flow.rotates_velocities
+        g = log_prob_and_gradients(flow, w.to(torch.float64))[1].to(stored)
+        assert torch.allclose(g, stored[k], rtol=1e-4, atol=1e-5), (g - stored[k]).abs().max()

@@ -163,11 +163,11 @@ def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor) -> Pat
     """Train (or resume, or skip if done) one DF member on stars (N, 6); returns its file."""
     cfg = ctx.cfg
     arch = {"transforms": cfg.df.transforms, "components": cfg.df.components, "hidden": json.dumps(list(cfg.df.hidden)),
-            "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
+            "rotate_velocities": cfg.df.rotate_velocities, "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
 
     def train(seed, checkpoint, resume, log) -> Trained:
         flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc,
-                                 LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop, ctx.between))
+                                 LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop, ctx.between), cfg.frame.sun())
         attrs = {"best_val_loss": state.best_val, "best_epoch": state.best_epoch}
         return flow.state_dict(), state.history, attrs, f"done: {spec.path(ctx.folder)}"
 
@@ -180,8 +180,9 @@ def load_flow(path: Path) -> Flow:
         if f.attrs.get("kind") != "df" or f.attrs.get("status") != "done":
             raise MemberFileError(f"{path} is not a finished DF member")
         df = DFSection(transforms=int(f.attrs["transforms"]), components=int(f.attrs["components"]),
-                       hidden=json.loads(f.attrs["hidden"]))
-        flow = build_flow(df, int(f.attrs["seed"]), float(f.attrs["r_max_kpc"]))
+                       hidden=json.loads(f.attrs["hidden"]),
+                       rotate_velocities=bool(f.attrs.get("rotate_velocities", False)))
+        flow = build_flow(df, int(f.attrs["seed"]), float(f.attrs["r_max_kpc"]), SunFrame())  # frame: from the file
         flow.load_state_dict(load_tree(f["model"]))
     return flow.eval()
 

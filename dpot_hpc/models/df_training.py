@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from ..config import DFSection
+from ..physics.cbe import helio_frame_vectors
+from ..physics.frames import SunFrame
 from .flows import Flow
 from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
@@ -28,15 +30,22 @@ class DFTrainState(LoopState):
     bad_epochs: int = 0
 
 
-def build_flow(df: DFSection, seed: int, r_max_kpc: float) -> Flow:
-    """A fresh flow whose initial weights depend only on the seed."""
+def build_flow(df: DFSection, seed: int, r_max_kpc: float, sun: SunFrame | None = None) -> Flow:
+    """A fresh flow whose initial weights depend only on the seed; with ``df.rotate_velocities`` it
+    turns velocities to the azimuth of the Sun in ``sun``, which is then required."""
+    frame = None
+    if df.rotate_velocities:
+        if sun is None:
+            raise ValueError("df.rotate_velocities needs the Sun's frame (build_flow(..., sun=...))")
+        frame = helio_frame_vectors(sun, torch.float64, "cpu")
     return seeded(seed, lambda: Flow(df.transforms, list(df.hidden), order_seed=seed, r_max_kpc=r_max_kpc,
-                                     components=df.components))
+                                     components=df.components, sun_frame=frame))
 
 
 def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
-               hooks: LoopHooks = LoopHooks()) -> tuple[Flow, DFTrainState]:
-    """Fit a flow to stars (N, 6) float64 physical coordinates (kpc, km/s).
+               hooks: LoopHooks = LoopHooks(), sun: SunFrame | None = None) -> tuple[Flow, DFTrainState]:
+    """Fit a flow to stars (N, 6) float64 physical coordinates (kpc, km/s); ``sun``: the frame whose
+    azimuth the velocities are turned to when ``df.rotate_velocities`` (``build_flow``).
 
     ``hooks.checkpoint(payload)`` is called every ``df.checkpoint_every_epochs`` epochs with everything
     needed to continue; pass that payload back as ``hooks.resume`` to continue bit-for-bit. When
@@ -48,7 +57,7 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
     perm = torch.randperm(n, generator=gen)
     n_val = max(1, int(round(df.validation_fraction * n)))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
-    flow = build_flow(df, seed, r_max_kpc)
+    flow = build_flow(df, seed, r_max_kpc, sun)
     train_u = flow.to_unbounded(stars[train_idx])[0]
     flow.set_standardisation(train_u.mean(0), train_u.std(0), n)
     flow.to(device)

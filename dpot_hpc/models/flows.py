@@ -15,6 +15,10 @@ transform; sampling is sequential (6 passes per transform, each inverting the mo
 bisection). With no tanh steps (``components = 0``) the transform is the plain affine MAF.
 The flow works on standardised coordinates; ``log_prob`` takes physical heliocentric phase-space
 coordinates (kpc, km/s) and returns ln f in stars per kpc^3 (km/s)^3 when ``n_stars`` is set.
+Optionally (``sun_frame``) the flow sees each star's velocity turned to the Sun's Galactocentric azimuth
+(``physics.frames.velocities_at_sun_azimuth``, determinant 1): an axisymmetric DF's small azimuthal
+derivative, which the pattern speed rests on, is then one input direction instead of the near-cancelling
+difference of d/dy and d/dv.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import math
 
 import torch
 from torch import nn
+
+from ..physics.frames import velocities_at_sun_azimuth
 
 D = 6
 LOG_SCALE_BOUND = 4.0
@@ -152,11 +158,17 @@ class Flow(nn.Module):
         order_seed: seed of the random coordinate order of each transform.
         r_max_kpc: radius of the selection ball around the Sun, kpc.
         components: tanh steps per coordinate and transform (0: affine MAF).
+        sun_frame: (Galactic centre [kpc], Sun's Galactocentric velocity [km/s], Galactic axis) in
+            heliocentric axes (``physics.cbe.helio_frame_vectors``, float64): the flow then models the
+            velocities turned to the Sun's azimuth; None: the heliocentric velocities as they are.
     """
 
-    def __init__(self, transforms: int, hidden: list[int], order_seed: int, r_max_kpc: float, components: int = 0):
+    def __init__(self, transforms: int, hidden: list[int], order_seed: int, r_max_kpc: float, components: int = 0,
+                 sun_frame: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
         super().__init__()
         self.register_buffer("r_max_kpc", torch.tensor(float(r_max_kpc), dtype=torch.float64))
+        if sun_frame is not None:  # rows: Galactic centre, Sun's velocity, Galactic axis
+            self.register_buffer("sun_frame", torch.stack([t.to(torch.float64) for t in sun_frame]))
         g = torch.Generator().manual_seed(int(order_seed))
         orders = [torch.randperm(D, generator=g) for _ in range(transforms)]
         self.made = nn.ModuleList([MADE(o, hidden, components) for o in orders])
@@ -202,10 +214,22 @@ class Flow(nn.Module):
         u, logdet = self.to_base(z)
         return -0.5 * (u**2).sum(-1) - 0.5 * D * math.log(2 * math.pi) + logdet
 
+    @property
+    def rotates_velocities(self) -> bool:
+        return hasattr(self, "sun_frame")
+
+    def _turned(self, x: torch.Tensor, v: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        """v turned to the Sun's azimuth (or back), when the flow does that; else v."""
+        if not self.rotates_velocities:
+            return v
+        frame = self.sun_frame.to(v)
+        return velocities_at_sun_azimuth(x, v, (frame[0], frame[1], frame[2]), inverse=inverse)
+
     def to_unbounded(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Physical (x, v) -> (y, v) with the ball mapped to R^3, and ln|det| of that map."""
+        """Physical (x, v) -> (y, v') with the ball mapped to R^3 (and v turned to the Sun's azimuth when
+        the flow has a ``sun_frame``), and ln|det| of that map (the turn's is 0)."""
         y, logdet = ball_to_space(w[..., :3], float(self.r_max_kpc))
-        return torch.cat([y, w[..., 3:]], -1), logdet
+        return torch.cat([y, self._turned(w[..., :3], w[..., 3:])], -1), logdet
 
     def _standardised(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Physical points -> (standardised unbounded coordinates, ln|det| of the ball map)."""
@@ -230,7 +254,8 @@ class Flow(nn.Module):
         u = torch.randn(n, D, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
         u = self.from_base(u)
         u = u.to(torch.float64) * self.std + self.mean
-        return torch.cat([space_to_ball(u[..., :3], float(self.r_max_kpc)), u[..., 3:]], -1)
+        x = space_to_ball(u[..., :3], float(self.r_max_kpc))
+        return torch.cat([x, self._turned(x, u[..., 3:], inverse=True)], -1)
 
 
 def log_prob_and_gradients(flow: Flow, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -109,3 +109,38 @@ def omega_axis_helio(sun: SunFrame) -> np.ndarray:
     """The Galactocentric +z axis in heliocentric axes (unit vector)."""
     rot, _, _ = sun.affine()
     return rot.T @ np.array([0.0, 0.0, 1.0])
+
+
+def azimuth_to_sun(x_h: torch.Tensor, centre_h: torch.Tensor, axis_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of the angle about the Galactic axis (unit ``axis_h``, through the Galactic centre at
+    ``centre_h`` kpc; heliocentric axes) that turns each position x_h (..., 3) [kpc] to the Sun's
+    Galactocentric azimuth: positive in the right-handed sense about the axis. Shapes (...)."""
+    p = x_h - centre_h
+    p = p - (p @ axis_h)[..., None] * axis_h
+    p0 = -centre_h - (-centre_h @ axis_h) * axis_h
+    norm = torch.linalg.vector_norm(p, dim=-1) * torch.linalg.vector_norm(p0)
+    sin = (torch.linalg.cross(p, p0.expand_as(p), dim=-1) @ axis_h) / norm
+    return (p @ p0) / norm, sin
+
+
+def rotate_about(vec: torch.Tensor, axis: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Vectors (..., 3) rotated about the unit ``axis`` by the angles whose cos and sin (...) are given
+    (Rodrigues' formula)."""
+    along = (vec @ axis)[..., None] * axis
+    return (vec * cos[..., None] + torch.linalg.cross(axis.expand_as(vec), vec, dim=-1) * sin[..., None]
+            + along * (1.0 - cos[..., None]))
+
+
+def velocities_at_sun_azimuth(x_h: torch.Tensor, v_h: torch.Tensor, frame: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                              inverse: bool = False) -> torch.Tensor:
+    """Heliocentric velocities v_h (..., 3) [km/s] of stars at x_h [kpc], their Galactocentric (inertial)
+    velocities turned about the Galactic axis by each star's azimuth to the Sun's, back relative to the
+    Sun: v' = Rot(x_h) (v_h + v_sun) - v_sun. A star on a circular orbit then has the Sun's own circular
+    velocity direction wherever it is, so an axisymmetric DF's independence of azimuth is the
+    independence of y at fixed (x, z, v'). Identity at the Sun's azimuth; for every x_h a rotation of v_h
+    (Jacobian determinant 1), so densities in (x, v) and (x, v') are equal. ``frame``: (Galactic centre,
+    Sun's Galactocentric velocity, Galactic axis) in heliocentric axes (``cbe.helio_frame_vectors``);
+    ``inverse``: the map back from v' to v_h."""
+    centre, v_sun, axis = frame
+    cos, sin = azimuth_to_sun(x_h, centre, axis)
+    return rotate_about(v_h + v_sun, axis, cos, -sin if inverse else sin) - v_sun
