@@ -152,7 +152,7 @@ def record(section: str, key: str, row: dict) -> None:
     with open(RESULTS.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         res = load_results()
-        res[section][key] = row
+        res[section][key] = {**row, "commit": commit()}
         res["machine"] = {**machine(), "torch": torch.__version__, "threads": torch.get_num_threads()}
         res["commit"] = commit()
         atomic_write_text(RESULTS, json.dumps(res, indent=1) + "\n")
@@ -307,11 +307,11 @@ def cmd_all(parallel: int) -> None:
 def cmd_table() -> str:
     res = load_results()
     lines = ["| candidate | family | seed | grad_x err | grad_v err | z-slope (abs z < 0.2) | v_z-slope | epochs | "
-             "train wall s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "train wall s | peak RSS MB | commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["flows"].values():
         lines.append(f"| {r['candidate']} | {r['family']} | {r['seed']} | {r['gx_err']:.3f} | {r['gv_err']:.3f} | "
                      f"{r['slope_z']:.3f} | {r['slope_vz']:.3f} | {r['epochs']} | {r['train_wall_s']:.0f} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+                     f"{r['peak_rss_mb']:.0f} | {r.get('commit', '-')} |")
     lines += ["", "| candidate | family | flows (mean) | grad_x err: stars / cache points | grad_v err: stars / cache "
               "points | z-slope | rho(R0)/truth | dOmega_p km/s/kpc | a_x rel. | da_y km/s/Myr | da_z km/s/Myr |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -322,7 +322,9 @@ def cmd_table() -> str:
                      f"{r['d_omega_p']:+.3f} | {r['a_x_rel']:+.4f} | {r['d_a_y']:+.4f} | {r['d_a_z']:+.4f} |")
     text = "\n".join(lines) + "\n"
     notes = "\n".join(f"- `{k}`: {v[2]} ({' '.join(v[0]) or 'no overrides'})" for k, v in CANDIDATES.items())
-    atomic_write_text(TABLE, f"# DF gradient accuracy (`benchmarks/df_accuracy.py`, commit {res.get('commit', '?')})\n\n"
+    atomic_write_text(TABLE, f"# DF gradient accuracy (`benchmarks/df_accuracy.py`; file last written at commit "
+                      f"{res.get('commit', '?')}; rows name their own commit where it was recorded: '-' for rows "
+                      f"from before rows carried one, docs/recovery.md says which commits those were)\n\n"
                      f"Candidates:\n{notes}\n\n{text}")
     print(text)
     return text
