@@ -23,6 +23,12 @@ def _cylindrical(x_gc: torch.Tensor, v_gc: torch.Tensor) -> torch.Tensor:
     return torch.stack([r, x_gc[:, 2], v_r, v_phi, v_gc[:, 2]], -1)
 
 
+def _sun_galcen() -> torch.Tensor:
+    """The Sun's Galactocentric position (3,), kpc."""
+    zero = torch.zeros(1, 3, dtype=torch.float64)
+    return helio_to_galcen(zero, zero, SUN)[0][0]
+
+
 def _stars(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return (0.5 * torch.randn(n, 3, generator=g, dtype=torch.float64),
@@ -36,8 +42,8 @@ def test_turned_velocities_are_the_stars_cylindrical_velocities_at_the_suns_azim
     # the same star moved along its circle about the Galactic axis to the Sun's azimuth, with the turned
     # velocity, has the same R, z, v_R, v_phi, v_z
     x_gc, v_gc = helio_to_galcen(x, v, SUN)
-    sun_gc, _ = helio_to_galcen(torch.zeros(1, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64), SUN)
-    phi_sun = torch.atan2(sun_gc[0, 1], sun_gc[0, 0])
+    sun_gc = _sun_galcen()
+    phi_sun = torch.atan2(sun_gc[1], sun_gc[0])
     cyl = _cylindrical(x_gc, v_gc)
     moved = torch.stack([cyl[:, 0] * torch.cos(phi_sun), cyl[:, 0] * torch.sin(phi_sun), x_gc[:, 2]], -1)
     _, v_turned_gc = helio_to_galcen(x, turned, SUN)  # velocities: the frame's rotation and v_sun only
@@ -58,8 +64,8 @@ def test_an_axisymmetric_df_in_turned_velocities_is_constant_around_the_galactic
         c = _cylindrical(*helio_to_galcen(x_h, v_h, SUN))
         return -(c[:, 2] / 35) ** 2 - ((c[:, 3] - 220) / 25) ** 2 - (c[:, 4] / 20) ** 2 - (c[:, 1] / 0.3) ** 2
 
-    sun_gc, _ = helio_to_galcen(torch.zeros(1, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64), SUN)
-    r, phi0 = torch.linalg.vector_norm(sun_gc[0, :2]), torch.atan2(sun_gc[0, 1], sun_gc[0, 0])
+    sun_gc = _sun_galcen()
+    r, phi0 = torch.linalg.vector_norm(sun_gc[:2]), torch.atan2(sun_gc[1], sun_gc[0])
     phi = phi0 + torch.linspace(-0.08, 0.08, 9, dtype=torch.float64)  # +-0.65 kpc along the circle
     circle_gc = torch.stack([r * torch.cos(phi), r * torch.sin(phi), torch.full_like(phi, 0.1)], -1)
     rot, x_sun, _ = SUN.affine()
