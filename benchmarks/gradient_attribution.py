@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from runs import HERE, commit, machine, run_commit, write_json
+from runs import HERE, commit, machine, mean_and_rms, run_commit, write_json
 
 from df_accuracy import _caches_with_truth  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
@@ -80,9 +79,7 @@ def summarize(rows: list[dict]) -> dict:
         for variant in VARIANTS:
             errs = [r["error"] for r in rows if r["family"] == fam and r["variant"] == variant]
             if errs:
-                out[fam][variant] = {"n": len(errs), **{k: {"mean": statistics.fmean(e[k] for e in errs),
-                                                            "rms": statistics.fmean(e[k] ** 2 for e in errs) ** 0.5}
-                                                        for k in keys}}
+                out[fam][variant] = {"n": len(errs), **{k: mean_and_rms([e[k] for e in errs]) for k in keys}}
     return out
 
 

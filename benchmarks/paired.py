@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
-from runs import HERE, commit, machine, write_json
+from runs import HERE, commit, machine, mean_and_rms, write_json
 
 from df_accuracy import cache_errors  # noqa: E402
 
@@ -45,10 +44,8 @@ def compare(a: str, b: str, family: str) -> dict | None:
     out: dict = {"realizations": common, "scalars": {}, "gradients": {}}
     for k in SCALARS:
         ea, eb = [error(ra[r], k) for r in common], [error(rb[r], k) for r in common]
-        out["scalars"][k] = {
-            a: {"mean": sum(ea) / len(ea), "rms": math.sqrt(sum(x * x for x in ea) / len(ea))},
-            b: {"mean": sum(eb) / len(eb), "rms": math.sqrt(sum(x * x for x in eb) / len(eb))},
-            "b_closer": sum(abs(y) < abs(x) for x, y in zip(ea, eb)), "errors": {a: ea, b: eb}}
+        out["scalars"][k] = {a: mean_and_rms(ea), b: mean_and_rms(eb),
+                             "b_closer": sum(abs(y) < abs(x) for x, y in zip(ea, eb)), "errors": {a: ea, b: eb}}
     for label in (a, b):
         per_run = [cache_errors(str(HERE / "out" / f"coverage_{label}" / family / r))[0]["best_fit"] for r in common]
         out["gradients"][label] = {m: [p[m] for p in per_run] for m in ("gx_err", "gv_err")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +23,11 @@ from dpot_hpc.data.h5io import atomic_write_text  # noqa: E402
 def write_json(path: Path, obj) -> None:
     """A result file, written through a temporary file and a rename."""
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def mean_and_rms(values: list[float]) -> dict[str, float]:
+    """{"mean", "rms"} of a list of errors: their mean and root mean square."""
+    return {"mean": statistics.fmean(values), "rms": statistics.fmean(v * v for v in values) ** 0.5}
 
 
 def finished_run(run_dir: Path, settings: list[str], config: Path | None = None) -> tuple[dict, float | None]:
