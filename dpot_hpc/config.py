@@ -229,6 +229,19 @@ class SummarySection(Section):
     )
 
 
+MockFamily = Literal[tuple(MOCK_FAMILIES)]
+
+
+class CalibrationSection(Section):
+    realizations: Int = _field(0, ge=0, help="after the run, fit this many realizations of each built-in mock family "
+                                             "below with the run's own settings and star count; their mean error is "
+                                             "the systematic term of the summary (docs/method.md, 'The systematic "
+                                             "term'); each costs about one run; 0 = no systematic term")
+    families: Annotated[list[MockFamily], Field(min_length=1)] = _field(
+        list(MOCK_FAMILIES), help="the built-in mock families fitted for the systematic term",
+        expect="a non-empty list of built-in mock families")
+
+
 SECTION_HELP = {
     "run": "where and how the job runs",
     "catalogue": "the input stars (Cartesian or Gaia DR3 columns) and the selection sphere",
@@ -240,6 +253,7 @@ SECTION_HELP = {
     "cache": "gradient cache: points drawn from the flows, with the median of their ln f gradients",
     "potential": "potential stage: Phi(x) network + Omega_p fitted to the CBE in the rotating frame",
     "summary": "the reported scalars (docs/method.md, Figure 6 of the paper)",
+    "calibration": "the systematic term: the same fit on built-in mocks with known truth (changeable on a finished run)",
 }
 
 
@@ -256,6 +270,7 @@ class Config(Section):
     cache: CacheSection = CacheSection()
     potential: PotentialSection = PotentialSection()
     summary: SummarySection = SummarySection()
+    calibration: CalibrationSection = CalibrationSection()
 
     def to_dict(self) -> dict:
         """Plain nested dicts and lists (what config.yaml holds)."""

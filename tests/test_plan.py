@@ -34,3 +34,12 @@ def test_scheduler_simulation_is_list_scheduling():
     assert three["df"]["idle_s"] == pytest.approx(3 * 3 * c_df - 8 * c_df)
     assert eight["cache"]["idle_s"] == pytest.approx(7 * eight["cache"]["wall_s"])  # one cache, 7 ranks wait
     assert one["total_s"] == pytest.approx(one["df"]["wall_s"] + one["cache"]["wall_s"] + one["potential"]["wall_s"])
+
+
+def test_calibration_runs_repeat_the_plan_one_after_the_other():
+    cfg = load_config(None, ["calibration.realizations=2", "calibration.families=[barred_isothermal, thin_thick_lowered]"])
+    plain = simulate(load_config(None, []), 4, 200_000)
+    calibrated = simulate(cfg, 4, 200_000)
+    assert calibrated["calibration"] == {"runs": 4, "wall_s": pytest.approx(4 * plain["total_s"])}
+    assert calibrated["total_s"] == pytest.approx(5 * plain["total_s"])
+    assert plain["calibration"]["runs"] == 0

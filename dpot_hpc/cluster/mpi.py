@@ -27,6 +27,7 @@ import torch
 from ..config import Config
 from ..errors import DpotError, InputError, write_failure
 from ..data.runfolder import RunFolder
+from ..ensemble.calibration import calibration_configs
 from ..ensemble.members import RunContext, check_member_inputs, run_member, status
 from ..ensemble.plan import STAGES, MemberSpec, stages, write_plan
 from ..ensemble.summary import summarize
@@ -301,10 +302,42 @@ def run(cfg: Config, comm=None, verbosity: Verbosity = Verbosity.NORMAL) -> dict
     if result[0] == "error":
         raise result[1]
     try:
-        return _run_stages(cfg, comm, folder, result[1], result[2], verbosity, t_run)
+        summary = _run_stages(cfg, comm, folder, result[1], result[2], verbosity, t_run)
+        if cfg.calibration.realizations:
+            summary = _calibrate(cfg, comm, folder, summary, verbosity)
+        return summary
     finally:
         if rank == 0:
             folder.release()
+
+
+def _calibrate(cfg: Config, comm, folder: RunFolder, summary: dict | None, verbosity: Verbosity) -> dict | None:
+    """The calibration runs (``ensemble.calibration``), one after the other on every rank (a finished one,
+    with its summary.json, is not run again), then the run's summary again with their systematic term;
+    returns it on rank 0 (None elsewhere)."""
+    rank = comm.Get_rank()
+    log = progress_log(verbosity)
+    t0 = time.monotonic()
+    try:
+        subs = ("ok", calibration_configs(cfg, folder)) if rank == 0 else None
+    except Exception as exc:  # every rank must learn of it
+        subs = ("error", exc)
+    subs = comm.bcast(subs, root=0)
+    if subs[0] == "error":
+        raise subs[1]
+    for i, sub in enumerate(subs[1], 1):
+        done = RunFolder.of(sub).summary_json.is_file()
+        if rank == 0:
+            log(f"calibration run {i}/{len(subs[1])}: {sub.mock.family}, {sub.mock.n_stars} stars, in {sub.run.dir}"
+                + (" (finished)" if done else ""))
+        if not done:
+            run(sub, comm, verbosity)
+    if rank != 0:
+        return None
+    timing = {**summary["timing_s"], "calibration": time.monotonic() - t0}
+    summary = summarize(cfg, folder, timing=timing)
+    log(f"calibration: {len(subs[1])} run(s) in {_fmt(timing['calibration'])}; systematic term in {folder.summary_json}")
+    return summary
 
 
 def _run_stages(cfg: Config, comm, folder: RunFolder, n: int, token: str, verbosity: Verbosity,

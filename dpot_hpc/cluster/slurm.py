@@ -20,12 +20,13 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
 from ..data.runfolder import RunFolder
-from ..errors import DpotError
+from ..errors import DpotError, DpotWarning
 from ..ensemble.plan import stages
 
 #: Exit status of a member that checkpointed at the time-limit signal (EX_TEMPFAIL).
@@ -149,6 +150,10 @@ def render(cfg: Config, opts: SlurmOptions) -> list[tuple[str, Path]]:
         write(i, name, array, f"one {name} member per array task",
               words("member", "--stage", name, "--index", '"$SLURM_ARRAY_TASK_ID"'))
     write(9, "summary", None, "gather the potential members' scalars", words("summary"))
+    if cfg.calibration.realizations:
+        warnings.warn(f"calibration.realizations = {cfg.calibration.realizations}: the calibration runs are not part of "
+                      "this job-array chain; after it, `dpot-hpc run` on the same configuration (in one job, under srun "
+                      "for several ranks) fits them and adds the systematic term to the summary", DpotWarning, stacklevel=2)
     return scripts
 
 

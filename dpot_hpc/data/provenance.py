@@ -19,8 +19,9 @@ from .._version import __version__
 from ..config import Config
 from ..errors import DpotError
 
-#: Config keys that may change between invocations on the same run folder (not part of a file's record).
-RUNTIME_KEYS = {("run", "threads"), ("run", "device"), ("run", "dir"), ("run", "processes")}
+#: Config keys that may change between invocations on the same run folder (not part of a file's record;
+#: the calibration runs are run folders of their own, so a finished run can gain a systematic term).
+RUNTIME_KEYS = {("run", "threads"), ("run", "device"), ("run", "dir"), ("run", "processes"), ("calibration",)}
 
 
 class ProvenanceError(DpotError):

@@ -38,7 +38,8 @@ def member_cost(cfg: Config, spec: MemberSpec, n_stars: int, costs: dict) -> flo
 
 
 def simulate(cfg: Config, ranks: int, n_stars: int, costs: dict | None = None) -> dict:
-    """{stage: {wall_s, busy_s, idle_s, members}} and the total, for the plan on ``ranks`` ranks."""
+    """{stage: {wall_s, busy_s, idle_s, members}}, ``calibration`` ({runs, wall_s}: each calibration run
+    is this plan again on as many stars, one after the other) and the total, for the plan on ``ranks`` ranks."""
     costs = {**REFERENCE_COSTS_S, **(costs or {})}
     out, total = {}, 0.0
     for name, specs in stages(cfg):
@@ -53,7 +54,9 @@ def simulate(cfg: Config, ranks: int, n_stars: int, costs: dict | None = None) -
         wall = max(t for t, _ in free) if specs else 0.0
         out[name] = {"members": len(specs), "wall_s": wall, "busy_s": busy, "idle_s": wall * ranks - busy}
         total += wall
-    out["total_s"] = total
+    runs = cfg.calibration.realizations * len(cfg.calibration.families)
+    out["calibration"] = {"runs": runs, "wall_s": runs * total}
+    out["total_s"] = total * (1 + runs)
     return out
 
 
@@ -68,10 +71,12 @@ def load_costs(path: str | Path | None) -> dict | None:
 
 
 def format_prediction(pred: dict, ranks: int) -> str:
-    lines = [f"predicted on {ranks} rank(s):", f"{'stage':10s} {'members':>7s} {'wall':>10s} {'idle':>8s}"]
+    lines = [f"predicted on {ranks} rank(s):", f"{'stage':11s} {'members':>7s} {'wall':>10s} {'idle':>8s}"]
     for name in STAGES:
         p = pred[name]
         idle = max(0.0, p["idle_s"] / (p["wall_s"] * ranks)) if p["wall_s"] else 0.0  # no "-0%" from round-off
-        lines.append(f"{name:10s} {p['members']:7d} {p['wall_s'] / 3600:9.2f}h {idle:8.0%}")
-    lines.append(f"{'total':10s} {'':7s} {pred['total_s'] / 3600:9.2f}h")
+        lines.append(f"{name:11s} {p['members']:7d} {p['wall_s'] / 3600:9.2f}h {idle:8.0%}")
+    if pred["calibration"]["runs"]:
+        lines.append(f"{'calibration':11s} {pred['calibration']['runs']:7d} {pred['calibration']['wall_s'] / 3600:9.2f}h  (runs)")
+    lines.append(f"{'total':11s} {'':7s} {pred['total_s'] / 3600:9.2f}h")
     return "\n".join(lines)

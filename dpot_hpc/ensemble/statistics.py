@@ -252,4 +252,49 @@ def format_summary(summary: dict) -> str:
             + ";\nbands: Student's t quantiles (dof) times the combined standard deviation (docs/method.md);\n"
               "accelerations in heliocentric axes (x towards the Galactic centre):\n")
     text += format_final(summary["final"], summary["best"], summary["truth"])
+    systematic = format_systematic(summary.get("systematic"))
+    text += "\n\n" + systematic if systematic else ""
     return text + "\n\nPer pipeline (median +- 16-84 half-width):\n" + format_pipelines(summary["pipelines"])
+
+
+def systematic_term(summaries: dict[str, dict], requested: int) -> dict | None:
+    """Per scalar, from the calibration runs' summaries (their ``final`` values and bands and ``truth``):
+    ``mean_error`` (reported minus true, in the scalar's unit), ``mean_error_sigma`` (its standard error,
+    None with one run), ``systematic`` (sqrt(mean_error^2 + mean_error_sigma^2): the size of the bias
+    and of its own uncertainty), ``rms_error``, ``covered_68`` and ``covered_95`` (how many of the runs'
+    own reported bands contained their truth); plus ``runs`` (their names) and ``requested``. None
+    without a finished calibration run."""
+    if not summaries:
+        return None
+    names = sorted(summaries)
+    out: dict = {"runs": names, "requested": requested}
+    for k in SCALARS:
+        e = np.array([summaries[n]["final"][k]["value"] - summaries[n]["truth"][k] for n in names])
+        h68 = np.array([summaries[n]["final"][k]["half_width_68"] for n in names])
+        h95 = np.array([summaries[n]["final"][k]["half_width_95"] for n in names])
+        mean = float(e.mean())
+        se = float(e.std(ddof=1) / math.sqrt(len(e))) if len(e) > 1 else None
+        out[k] = {"mean_error": mean, "mean_error_sigma": se,
+                  "systematic": math.hypot(mean, se) if se is not None else abs(mean),
+                  "rms_error": float(np.sqrt(np.mean(e**2))),
+                  "covered_68": int((np.abs(e) <= h68).sum()), "covered_95": int((np.abs(e) <= h95).sum())}
+    return out
+
+
+def format_systematic(term: dict | None) -> str:
+    """The summary table's lines for the systematic term ('' without one)."""
+    if not term:
+        return ""
+    n = len(term["runs"])
+    families = sorted({r.rsplit("-", 1)[0] for r in term["runs"]})
+    head = (f"{'quantity':10s} {'unit':10s} {'mean err':>9s} {'+-se':>8s} {'syst':>8s} {'rms err':>8s} "
+            f"{'68% cov':>8s} {'95% cov':>8s}")
+    lines = [f"Systematic term: the same settings on {n} built-in mock(s) with known truth"
+             + (f" ({n} of {term['requested']} finished)" if n < term["requested"] else "")
+             + f" ({', '.join(families)}; docs/method.md);\nnot applied to the values above:", head, "-" * len(head)]
+    for k, unit in SCALARS.items():
+        t = term[k]
+        se = f"{t['mean_error_sigma']:8.4f}" if t["mean_error_sigma"] is not None else f"{'-':>8s}"
+        lines.append(f"{k:10s} {unit:10s} {t['mean_error']:+9.4f} {se} {t['systematic']:8.4f} {t['rms_error']:8.4f} "
+                     f"{t['covered_68']:>5d}/{n:<2d} {t['covered_95']:>5d}/{n:<2d}")
+    return "\n".join(lines)

@@ -4,7 +4,8 @@ summary.json: ``best`` (per quantity: median, p16, p84, half_width, sigma and n 
 median's uncertainty, terms, dof, half_width_68, half_width_95; ``ensemble.statistics``), ``final``
 (the reported value with its uncertainty and bands),
 ``best_from``, ``pipelines`` (the same statistics per pipeline), ``units``, ``truth`` (mock only),
-``members`` (every potential member's scalars), ``timing_s`` and ``settings`` (shell, arc, grid,
+``members`` (every potential member's scalars), ``systematic`` (``statistics.systematic_term``, or
+None), ``timing_s`` and ``settings`` (shell, arc, grid,
 baryon model, axes). summary.h5: one group per quantity with the best-estimate statistics, ``unit``
 and ``truth`` as attrs, and one subgroup per pipeline with its statistics, ``member_ids`` and the
 dataset ``members``; and the group ``maps``: the best-estimate members' fields on two planes through
@@ -23,11 +24,12 @@ from ..data.h5io import atomic_h5, atomic_write_text
 from ..data.mockfile import MockTruth
 from ..data.runfolder import RunFolder, RunFolderError
 from ..physics.scalars import SCALARS
+from .calibration import calibration_ids, finished_calibrations
 from .maps import best_maps, write_maps
 from .members import baryon_density, load_potential_member, verified
 from .plan import BEST_FIT, cache_flows, noise_level, potential_members
 from .statistics import (best_member_ids, df_term_factor, df_term_pipeline, ensemble_report, final_estimate,
-                         pipeline_of, simex)
+                         pipeline_of, simex, systematic_term)
 
 
 def averaged_flows(cfg: Config, member_ids: list[str]) -> int:
@@ -54,13 +56,14 @@ def estimates(cfg: Config, member_scalars: dict[str, dict]) -> dict:
 
 def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict], truth: dict | None,
                   baryon_note: str, timing: dict | None = None,
-                  maps: tuple[dict, list[str], list[str]] | None = None) -> dict:
+                  maps: tuple[dict, list[str], list[str]] | None = None, systematic: dict | None = None) -> dict:
     """Write summary.json and summary.h5 from every potential member's scalars on the data; return the
     summary.
 
     timing: wall seconds per stage of this invocation (and the rank count), reported as is.
     maps: (``ensemble.maps.best_maps``'s fields, the ids of the best-estimate members and of the band
     members they come from), or None.
+    systematic: ``statistics.systematic_term`` of the finished calibration runs, or None.
     """
     report = estimates(cfg, member_scalars)
     summary = {
@@ -68,6 +71,7 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
         "units": SCALARS,
         "truth": truth,
         "members": member_scalars,
+        "systematic": systematic,
         "timing_s": timing or {},
         "settings": {
             "shell_kpc": [cfg.summary.shell_r_min_kpc, cfg.summary.shell_r_max_kpc],
@@ -95,6 +99,8 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
                 p.create_dataset("members", data=np.asarray([member_scalars[m][k] for m in ids]))
                 p.attrs["member_ids"] = json.dumps(ids)
         f.attrs["settings"] = json.dumps(summary["settings"])
+        if systematic is not None:
+            f.attrs["systematic"] = json.dumps(systematic)
         if maps is not None:
             write_maps(f.create_group("maps"), *maps, cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
     return summary
@@ -102,7 +108,8 @@ def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict
 
 def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = None, timing: dict | None = None) -> dict:
     """Write the summary from the potential members' scalars (read from their files if not given).
-    Creates nothing but the summary files: a folder whose members are not finished is an error.
+    Creates nothing but the summary files: a folder whose members are not finished is an error. The
+    systematic term comes from the calibration runs finished so far (``calibration``).
     timing None (``dpot-hpc summary``) keeps the wall times of the summary being replaced."""
     if timing is None:
         timing = _previous_timing(folder)
@@ -116,7 +123,9 @@ def summarize(cfg: Config, folder: RunFolder, scalars: dict[str, dict] | None = 
     truth = folder.truth()
     _, note = baryon_density(cfg, truth, cfg.frame.sun())
     ids, band_ids, maps = summary_maps(cfg, folder, list(data), truth)
-    return write_summary(cfg, folder, data, truth.scalars if truth else None, note, timing, (maps, ids, band_ids))
+    systematic = systematic_term(finished_calibrations(cfg, folder), len(calibration_ids(cfg)))
+    return write_summary(cfg, folder, data, truth.scalars if truth else None, note, timing, (maps, ids, band_ids),
+                         systematic)
 
 
 def _previous_timing(folder: RunFolder) -> dict | None:

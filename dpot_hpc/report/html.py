@@ -59,6 +59,32 @@ def best_table(summary: dict) -> str:
     return f'<table id="best"><tr>{head}</tr>\n' + "\n".join(rows) + "</table>"
 
 
+def systematic_table(summary: dict) -> str:
+    """The systematic term (``summary['systematic']``) per quantity: the calibration runs' mean error, its
+    standard error, the systematic, the rms error and how many of their bands covered; '' without one.
+    Number cells carry data-stat 'systematic.<field>'."""
+    term = summary.get("systematic")
+    if not term:
+        return ""
+    n = len(term["runs"])
+    fields = ("mean_error", "mean_error_sigma", "systematic", "rms_error")
+    head = ("<th>quantity</th><th>unit</th><th>mean error</th><th>&plusmn; its standard error</th><th>systematic</th>"
+            f"<th>rms error</th><th>68% bands covering (of {n})</th><th>95% bands covering (of {n})</th>")
+    rows = []
+    for k, unit in SCALARS.items():
+        t = term[k]
+        cells = [f"<td>{k}</td><td>{escape(unit)}</td>"]
+        cells += [_num(t[f], q=k, stat=f"systematic.{f}") if t[f] is not None else "<td>-</td>" for f in fields]
+        cells += [f'<td class="num" data-q="{k}" data-stat="systematic.{f}">{t[f]}</td>' for f in ("covered_68", "covered_95")]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    runs = ", ".join(term["runs"])
+    return (f"<h2>Systematic term</h2>\n<p>The same settings on {n} built-in mock(s) with known truth ({escape(runs)}"
+            + (f"; {n} of {term['requested']} finished" if n < term["requested"] else "")
+            + "): their errors against the truth (docs/method.md, 'The systematic term'). Not applied to the "
+              "values above; add <i>systematic</i> in quadrature for a total error.</p>\n"
+            + f'<table id="systematic"><tr>{head}</tr>\n' + "\n".join(rows) + "</table>")
+
+
 def pipeline_table(summary: dict) -> str:
     """Per pipeline: its member count and every quantity's median +- 16-84 half-width."""
     head = "<th>pipeline</th><th>n</th>" + "".join(f"<th>{k} [{escape(u)}]</th>" for k, u in SCALARS.items())
@@ -110,6 +136,7 @@ def render_index(summary: dict, figures: list[FigureEntry], run_name: str, links
 standard deviation (docs/method.md). Accelerations: shell averages in heliocentric Galactic axes (x towards
 the Galactic centre).</p>
 {best_table(summary)}
+{systematic_table(summary)}
 <h2>Per pipeline</h2>
 <p>Median &plusmn; half the 16-84 percentile range over each pipeline's members.</p>
 {pipeline_table(summary)}
