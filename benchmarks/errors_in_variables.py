@@ -1,0 +1,152 @@
+"""The flows' gradient errors as errors in variables: which part of each scalar's error is first order in
+them (their direction) and which is second order (noise in the regressors of the fit).
+
+On default runs of the built-in mocks (mock seeds 1000, 1001, ...; `benchmarks/out/eiv/<family>/rNN`, made
+here when missing), the potential is retrained (the run's settings, potential seed 7) on the points of the
+run's best-fit cache with: the exact gradients of ln f; the flows' mean (exact + e, e the flows' error);
+the mirrored error (exact - e: a bias first order in e changes sign, a second-order one does not); the
+doubled error (exact + 2e); the velocity or the position components of e shuffled between points (noise
+with the error's own distribution, uncorrelated with the DF and with the other components); and
+independent Gaussian noise with the flows' own spread (at each point and component, the standard
+deviation of the K flows' gradients over sqrt(K): the training noise of their mean alone). Points where
+the truth has f = 0 (beyond a lowered or polytropic DF's velocity edge) are left out. Rows are kept in
+benchmarks/results/errors_in_variables.json (resumable; each names the commit that computed it and the
+one that trained its run); a Markdown table is printed.
+
+    python benchmarks/errors_in_variables.py --families barred_isothermal thin_thick_lowered heavy_disc_polytropic --realizations 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import torch
+
+from runs import HERE, commit, finished_run, machine, mean_and_rms, run_commit, write_json
+
+from df_accuracy import _caches_with_truth  # noqa: E402
+from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
+from dpot_hpc.data.runfolder import RunFolder  # noqa: E402
+from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
+from dpot_hpc.models.potential_training import train_potential  # noqa: E402
+
+RESULTS = HERE / "results" / "errors_in_variables.json"
+SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
+VARIANTS = ("exact", "flows", "mirrored", "doubled", "shuffled grad_v error", "shuffled grad_x error",
+            "flows' spread as noise")
+POTENTIAL_SEED = 7
+
+
+def _errors(phi, omega_p, cfg, truth) -> dict[str, float]:
+    sc = member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun())
+    err = {k: sc[k] - truth["scalars"][k] for k in SCALARS}
+    err["rho_R0_rel"] = err["rho_R0"] / truth["scalars"]["rho_R0"]
+    return err
+
+
+def one_realization(task: tuple[str, str]) -> list[dict]:
+    """Every variant's errors on one finished run folder."""
+    torch.set_num_threads(1)
+    family, run_dir = task
+    _, cfg = RunFolder.open(run_dir)
+    truth = truth_on_grid(mock_galaxy(cfg), cfg)
+    (mean, singles, exact, w), = [(m, s, ev["grad"].to(m), ev["w"]) for name, m, s, _, ev in _caches_with_truth(run_dir)
+                                  if name == "best_fit"]
+    ok = exact.abs().sum(-1) > 0
+    mean, singles, exact, w = mean[ok], singles[:, ok], exact[ok], w[ok]
+    e = mean - exact
+    gen = torch.Generator().manual_seed(0)
+    shuffled = e[torch.randperm(e.shape[0], generator=gen)]
+    spread = singles.std(0) / singles.shape[0] ** 0.5
+    grads = {"exact": exact, "flows": mean, "mirrored": exact - e, "doubled": exact + 2 * e,
+             "shuffled grad_v error": torch.cat([exact[:, :3], exact[:, 3:] + shuffled[:, 3:]], -1),
+             "shuffled grad_x error": torch.cat([exact[:, :3] + shuffled[:, :3], exact[:, 3:]], -1),
+             "flows' spread as noise": exact + spread * torch.randn(exact.shape, generator=gen, dtype=exact.dtype)}
+    rows = []
+    for variant in VARIANTS:
+        g = grads[variant]
+        phi, om, _ = train_potential({"x": w[:, :3], "v": w[:, 3:], "grad_x": g[:, :3], "grad_v": g[:, 3:]},
+                                     cfg.potential, cfg.frame.sun(), seed=POTENTIAL_SEED,
+                                     length_scale_kpc=cfg.catalogue.r_max_kpc)
+        rows.append({"family": family, "run": run_dir, "variant": variant, "points": int(ok.sum()),
+                     "flows": int(singles.shape[0]), "error": _errors(phi, om, cfg, truth),
+                     "run_commit": run_commit(Path(run_dir)), "commit": commit()})
+    return rows
+
+
+#: Derived rows: the part of the flows' effect that changes sign with their error, (flows - mirrored) / 2,
+#: and the part that does not, (flows + mirrored) / 2 - exact (second order and higher, even in the error).
+PARTS = ("odd part", "even part")
+
+
+def parts(rows: list[dict]) -> list[dict]:
+    """Per run, the odd and even parts of the flows' effect on each error (``PARTS``)."""
+    out = []
+    for run in sorted({r["run"] for r in rows}):
+        by = {r["variant"]: r for r in rows if r["run"] == run}
+        if not {"exact", "flows", "mirrored"} <= set(by):
+            continue
+        x, f, m = (by[v]["error"] for v in ("exact", "flows", "mirrored"))
+        for name, part in zip(PARTS, ({k: (f[k] - m[k]) / 2 for k in f}, {k: (f[k] + m[k]) / 2 - x[k] for k in f})):
+            out.append({"family": by["flows"]["family"], "run": run, "variant": name, "error": part})
+    return out
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per family and variant (and ``PARTS``): realizations, and per error its mean and root mean square."""
+    out: dict = {}
+    keys = ("omega_p", "rho_R0_rel", "a_x", "a_y", "a_z")
+    rows = rows + parts(rows)
+    for fam in sorted({r["family"] for r in rows}):
+        out[fam] = {}
+        for variant in (*VARIANTS, *PARTS):
+            errs = [r["error"] for r in rows if r["family"] == fam and r["variant"] == variant]
+            if errs:
+                out[fam][variant] = {"n": len(errs), **{k: mean_and_rms([x[k] for x in errs]) for k in keys}}
+    return out
+
+
+def table(summary: dict) -> str:
+    lines = ["| family | gradients | n | Omega_p error, mean (rms) km/s/kpc | rho(R=R0) error, mean (rms) | "
+             "a_x mean (rms) | a_y mean (rms) | a_z mean (rms) (km/s/Myr) |", "|---|---|---|---|---|---|---|---|"]
+    for fam, variants in summary.items():
+        for v, s in variants.items():
+            acc = " | ".join(f"{s[k]['mean']:+.4f} ({s[k]['rms']:.4f})" for k in ("a_x", "a_y", "a_z"))
+            lines.append(f"| {fam} | {v} | {s['n']} | {s['omega_p']['mean']:+.3f} ({s['omega_p']['rms']:.3f}) | "
+                         f"{s['rho_R0_rel']['mean']:+.1%} ({s['rho_R0_rel']['rms']:.1%}) | {acc} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", nargs="+", default=["barred_isothermal", "thin_thick_lowered", "heavy_disc_polytropic"])
+    ap.add_argument("--realizations", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    rows = old["rows"]
+    done = {r["run"] for r in rows}
+    tasks = []
+    for k in range(args.realizations):
+        for fam in args.families:
+            run_dir = HERE / "out" / "eiv" / fam / f"r{k:02d}"
+            finished_run(run_dir, [f"mock.family={fam}", f"mock.seed={1000 + k}"])
+            print(f"{run_dir}: run finished", flush=True)
+            if str(run_dir) not in done:
+                tasks.append((fam, str(run_dir)))
+    with mp.get_context("spawn").Pool(args.jobs) as pool:
+        for new in pool.imap_unordered(one_realization, tasks):
+            rows.extend(new)
+            print(f"{new[0]['run']}: done", flush=True)
+            write_json(RESULTS, {"rows": rows, "machine": machine()})
+    summary = summarize(rows)
+    write_json(RESULTS, {"summary": summary, "rows": rows, "potential_seed": POTENTIAL_SEED,
+                         "commits": sorted({r["commit"] for r in rows}), "machine": machine()})
+    print(table(summary))
+
+
+if __name__ == "__main__":
+    main()
