@@ -8,7 +8,10 @@ the mirrored error (exact - e: a bias first order in e changes sign, a second-or
 doubled error (exact + 2e); the velocity or the position components of e shuffled between points (noise
 with the error's own distribution, uncorrelated with the DF and with the other components); and
 independent Gaussian noise with the flows' own spread (at each point and component, the standard
-deviation of the K flows' gradients over sqrt(K): the training noise of their mean alone). Points where
+deviation of the K flows' gradients over sqrt(K): the training noise of their mean alone); and the first
+flow alone and the mean of the first two (how the error falls with the flows averaged). Beside them, from
+each run's summary, the errors of its single bootstrap flows' own potentials and of its best estimate
+(``single_flows_vs_best``). Points where
 the truth has f = 0 (beyond a lowered or polytropic DF's velocity edge) are left out. Rows are kept in
 benchmarks/results/errors_in_variables.json (resumable; each names the commit that computed it and the
 one that trained its run); a Markdown table is printed.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import statistics
 from pathlib import Path
 
 import torch
@@ -36,7 +40,7 @@ from dpot_hpc.models.potential_training import train_potential  # noqa: E402
 RESULTS = HERE / "results" / "errors_in_variables.json"
 SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
 VARIANTS = ("exact", "flows", "mirrored", "doubled", "shuffled grad_v error", "shuffled grad_x error",
-            "flows' spread as noise")
+            "flows' spread as noise", "one flow", "mean of two flows")
 POTENTIAL_SEED = 7
 
 
@@ -47,10 +51,10 @@ def _errors(phi, omega_p, cfg, truth) -> dict[str, float]:
     return err
 
 
-def one_realization(task: tuple[str, str]) -> list[dict]:
-    """Every variant's errors on one finished run folder."""
+def one_realization(task: tuple[str, str, tuple[str, ...]]) -> list[dict]:
+    """The errors of the given variants on one finished run folder."""
     torch.set_num_threads(1)
-    family, run_dir = task
+    family, run_dir, variants = task
     _, cfg = RunFolder.open(run_dir)
     truth = truth_on_grid(mock_galaxy(cfg), cfg)
     (mean, singles, exact, w), = [(m, s, ev["grad"].to(m), ev["w"]) for name, m, s, _, ev in _caches_with_truth(run_dir)
@@ -64,9 +68,10 @@ def one_realization(task: tuple[str, str]) -> list[dict]:
     grads = {"exact": exact, "flows": mean, "mirrored": exact - e, "doubled": exact + 2 * e,
              "shuffled grad_v error": torch.cat([exact[:, :3], exact[:, 3:] + shuffled[:, 3:]], -1),
              "shuffled grad_x error": torch.cat([exact[:, :3] + shuffled[:, :3], exact[:, 3:]], -1),
-             "flows' spread as noise": exact + spread * torch.randn(exact.shape, generator=gen, dtype=exact.dtype)}
+             "flows' spread as noise": exact + spread * torch.randn(exact.shape, generator=gen, dtype=exact.dtype),
+             "one flow": singles[0], "mean of two flows": singles[:2].mean(0)}
     rows = []
-    for variant in VARIANTS:
+    for variant in variants:
         g = grads[variant]
         phi, om, _ = train_potential({"x": w[:, :3], "v": w[:, 3:], "grad_x": g[:, :3], "grad_v": g[:, 3:]},
                                      cfg.potential, cfg.frame.sun(), seed=POTENTIAL_SEED,
@@ -92,6 +97,21 @@ def parts(rows: list[dict]) -> list[dict]:
         x, f, m = (by[v]["error"] for v in ("exact", "flows", "mirrored"))
         for name, part in zip(PARTS, ({k: (f[k] - m[k]) / 2 for k in f}, {k: (f[k] + m[k]) / 2 - x[k] for k in f})):
             out.append({"family": by["flows"]["family"], "run": run, "variant": name, "error": part})
+    return out
+
+
+def single_flows_vs_best(run_dir: Path) -> dict:
+    """From a run's summary.json: Omega_p's and rho(R=R0)'s (relative) errors of its single bootstrap flows'
+    own potentials (their mean) and of its best estimate (the median of the potentials on the mean of
+    those flows): does averaging flows shrink the error?"""
+    s = json.loads((run_dir / "summary.json").read_text())
+    truth, mem = s["truth"], s["members"]
+    out = {}
+    for name, prefix, avg in (("single bootstrap flows", "bootstrap-", statistics.fmean),
+                              ("best estimate", "potential_seed-", statistics.median)):
+        vals = [v for k, v in mem.items() if k.startswith(prefix)]
+        out[name] = {"omega_p": avg(v["omega_p"] for v in vals) - truth["omega_p"],
+                     "rho_R0_rel": avg(v["rho_R0"] for v in vals) / truth["rho_R0"] - 1}
     return out
 
 
@@ -128,22 +148,24 @@ def main() -> None:
     args = ap.parse_args()
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
     rows = old["rows"]
-    done = {r["run"] for r in rows}
+    done = {(r["run"], r["variant"]) for r in rows}
     tasks = []
     for k in range(args.realizations):
         for fam in args.families:
             run_dir = HERE / "out" / "eiv" / fam / f"r{k:02d}"
             finished_run(run_dir, [f"mock.family={fam}", f"mock.seed={1000 + k}"])
             print(f"{run_dir}: run finished", flush=True)
-            if str(run_dir) not in done:
-                tasks.append((fam, str(run_dir)))
+            todo = tuple(v for v in VARIANTS if (str(run_dir), v) not in done)
+            if todo:
+                tasks.append((fam, str(run_dir), todo))
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         for new in pool.imap_unordered(one_realization, tasks):
             rows.extend(new)
             print(f"{new[0]['run']}: done", flush=True)
             write_json(RESULTS, {"rows": rows, "machine": machine()})
     summary = summarize(rows)
-    write_json(RESULTS, {"summary": summary, "rows": rows, "potential_seed": POTENTIAL_SEED,
+    members = {run: single_flows_vs_best(Path(run)) for run in sorted({r["run"] for r in rows})}
+    write_json(RESULTS, {"summary": summary, "rows": rows, "single_flows_vs_best": members, "potential_seed": POTENTIAL_SEED,
                          "commits": sorted({r["commit"] for r in rows}), "machine": machine()})
     print(table(summary))
 
