@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from runs import HERE, commit, finished_run, machine, mean_and_rms, run_commit, write_json
+from runs import HERE, commit, errors_by_variant, finished_run, machine, run_commit, write_json
 
 from df_accuracy import _caches_with_truth  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
@@ -117,16 +117,7 @@ def single_flows_vs_best(run_dir: Path) -> dict:
 
 def summarize(rows: list[dict]) -> dict:
     """Per family and variant (and ``PARTS``): realizations, and per error its mean and root mean square."""
-    out: dict = {}
-    keys = ("omega_p", "rho_R0_rel", "a_x", "a_y", "a_z")
-    rows = rows + parts(rows)
-    for fam in sorted({r["family"] for r in rows}):
-        out[fam] = {}
-        for variant in (*VARIANTS, *PARTS):
-            errs = [r["error"] for r in rows if r["family"] == fam and r["variant"] == variant]
-            if errs:
-                out[fam][variant] = {"n": len(errs), **{k: mean_and_rms([x[k] for x in errs]) for k in keys}}
-    return out
+    return errors_by_variant(rows + parts(rows), (*VARIANTS, *PARTS))
 
 
 def table(summary: dict) -> str:

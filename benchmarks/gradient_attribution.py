@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from runs import HERE, commit, machine, mean_and_rms, run_commit, write_json
+from runs import HERE, commit, errors_by_variant, machine, run_commit, write_json
 
 from df_accuracy import _caches_with_truth  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
@@ -72,15 +72,7 @@ def one_realization(task: tuple[str, str]) -> list[dict]:
 
 def summarize(rows: list[dict]) -> dict:
     """Per family and variant: realizations, and per error the mean and the root mean square."""
-    out: dict = {}
-    keys = ("omega_p", "rho_R0_rel", "a_x", "a_y", "a_z")
-    for fam in sorted({r["family"] for r in rows}):
-        out[fam] = {}
-        for variant in VARIANTS:
-            errs = [r["error"] for r in rows if r["family"] == fam and r["variant"] == variant]
-            if errs:
-                out[fam][variant] = {"n": len(errs), **{k: mean_and_rms([e[k] for e in errs]) for k in keys}}
-    return out
+    return errors_by_variant(rows, tuple(VARIANTS))
 
 
 def table(summary: dict) -> str:

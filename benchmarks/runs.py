@@ -30,6 +30,23 @@ def mean_and_rms(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "rms": statistics.fmean(v * v for v in values) ** 0.5}
 
 
+#: The errors a refitting benchmark summarizes (rho relative to the truth).
+ERROR_KEYS = ("omega_p", "rho_R0_rel", "a_x", "a_y", "a_z")
+
+
+def errors_by_variant(rows: list[dict], variants: tuple[str, ...]) -> dict:
+    """Per family and variant of rows {"family", "variant", "error": {...}}: realizations ("n"), and per
+    error of ``ERROR_KEYS`` its mean and root mean square (``mean_and_rms``)."""
+    out: dict = {}
+    for fam in sorted({r["family"] for r in rows}):
+        out[fam] = {}
+        for variant in variants:
+            errs = [r["error"] for r in rows if r["family"] == fam and r["variant"] == variant]
+            if errs:
+                out[fam][variant] = {"n": len(errs), **{k: mean_and_rms([e[k] for e in errs]) for k in ERROR_KEYS}}
+    return out
+
+
 def finished_run(run_dir: Path, settings: list[str], config: Path | None = None) -> tuple[dict, float | None]:
     """(summary.json, wall seconds) of `dpot-hpc run -q [-c config] --set ...` in run_dir; a run that
     already has its summary is not repeated (its wall time is read back, None if unknown)."""
