@@ -16,7 +16,7 @@ the truth has f = 0 (beyond a lowered or polytropic DF's velocity edge) are left
 benchmarks/results/errors_in_variables.json (resumable; each names the commit that computed it and the
 one that trained its run); a Markdown table is printed.
 
-    python benchmarks/errors_in_variables.py --families barred_isothermal thin_thick_lowered heavy_disc_polytropic --realizations 2
+    python benchmarks/errors_in_variables.py --families barred_isothermal thin_thick_lowered heavy_disc_polytropic --realizations 3
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def table(summary: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", nargs="+", default=["barred_isothermal", "thin_thick_lowered", "heavy_disc_polytropic"])
-    ap.add_argument("--realizations", type=int, default=2)
+    ap.add_argument("--realizations", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
