@@ -23,32 +23,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import statistics
 from pathlib import Path
 
 import torch
 
-from runs import HERE, commit, errors_by_variant, finished_run, machine, run_commit, write_json
+from runs import HERE, commit, errors_by_variant, finished_run, machine, pool_rows, run_commit, write_json
 
 from df_accuracy import _caches_with_truth  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
 from dpot_hpc.data.runfolder import RunFolder  # noqa: E402
-from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
-from dpot_hpc.models.potential_training import train_potential  # noqa: E402
+from gradient_attribution import POTENTIAL_SEED, refit  # noqa: E402
 
 RESULTS = HERE / "results" / "errors_in_variables.json"
-SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
 VARIANTS = ("exact", "flows", "mirrored", "doubled", "shuffled grad_v error", "shuffled grad_x error",
             "flows' spread as noise", "one flow", "mean of two flows")
-POTENTIAL_SEED = 7
-
-
-def _errors(phi, omega_p, cfg, truth) -> dict[str, float]:
-    sc = member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun())
-    err = {k: sc[k] - truth["scalars"][k] for k in SCALARS}
-    err["rho_R0_rel"] = err["rho_R0"] / truth["scalars"]["rho_R0"]
-    return err
 
 
 def one_realization(task: tuple[str, str, tuple[str, ...]]) -> list[dict]:
@@ -73,11 +62,8 @@ def one_realization(task: tuple[str, str, tuple[str, ...]]) -> list[dict]:
     rows = []
     for variant in variants:
         g = grads[variant]
-        phi, om, _ = train_potential({"x": w[:, :3], "v": w[:, 3:], "grad_x": g[:, :3], "grad_v": g[:, 3:]},
-                                     cfg.potential, cfg.frame.sun(), seed=POTENTIAL_SEED,
-                                     length_scale_kpc=cfg.catalogue.r_max_kpc)
         rows.append({"family": family, "run": run_dir, "variant": variant, "points": int(ok.sum()),
-                     "flows": int(singles.shape[0]), "error": _errors(phi, om, cfg, truth),
+                     "flows": int(singles.shape[0]), "error": refit(cfg, truth, w, g)[1],
                      "run_commit": run_commit(Path(run_dir)), "commit": commit()})
     return rows
 
@@ -149,11 +135,7 @@ def main() -> None:
             todo = tuple(v for v in VARIANTS if (str(run_dir), v) not in done)
             if todo:
                 tasks.append((fam, str(run_dir), todo))
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        for new in pool.imap_unordered(one_realization, tasks):
-            rows.extend(new)
-            print(f"{new[0]['run']}: done", flush=True)
-            write_json(RESULTS, {"rows": rows, "machine": machine()})
+    pool_rows(one_realization, tasks, args.jobs, rows, RESULTS)
     summary = summarize(rows)
     members = {run: single_flows_vs_best(Path(run)) for run in sorted({r["run"] for r in rows})}
     write_json(RESULTS, {"summary": summary, "rows": rows, "single_flows_vs_best": members, "potential_seed": POTENTIAL_SEED,

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import time
 from pathlib import Path
 
 import torch
 
-from runs import HERE, commit, errors_by_variant, machine, run_commit, write_json
+from runs import HERE, commit, errors_by_variant, machine, pool_rows, run_commit, write_json
 
 from df_accuracy import _caches_with_truth  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
@@ -41,6 +40,18 @@ VARIANTS: dict[str, tuple[int, ...]] = {
     "exact d/dv_y": (4,), "exact d/dv_z": (5,), "exact": (0, 1, 2, 3, 4, 5)}
 SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
 POTENTIAL_SEED = 7
+
+
+def refit(cfg, truth: dict, w: torch.Tensor, g: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:
+    """(scalars, errors against the truth, rho also relative) of a potential trained at the run's settings
+    (seed POTENTIAL_SEED) on points w (N, 6) with gradients of ln f g (N, 6)."""
+    phi, omega_p, _ = train_potential({"x": w[:, :3], "v": w[:, 3:], "grad_x": g[:, :3], "grad_v": g[:, 3:]},
+                                      cfg.potential, cfg.frame.sun(), seed=POTENTIAL_SEED,
+                                      length_scale_kpc=cfg.catalogue.r_max_kpc)
+    sc = member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun())
+    err = {k: sc[k] - truth["scalars"][k] for k in SCALARS}
+    err["rho_R0_rel"] = err["rho_R0"] / truth["scalars"]["rho_R0"]
+    return sc, err
 
 
 def one_realization(task: tuple[str, str]) -> list[dict]:
@@ -58,12 +69,7 @@ def one_realization(task: tuple[str, str]) -> list[dict]:
         g = mean.clone()
         g[:, list(comps)] = exact[:, list(comps)]
         t0 = time.perf_counter()
-        phi, omega_p, _ = train_potential({"x": w[:, :3], "v": w[:, 3:], "grad_x": g[:, :3], "grad_v": g[:, 3:]},
-                                          cfg.potential, cfg.frame.sun(), seed=POTENTIAL_SEED,
-                                          length_scale_kpc=cfg.catalogue.r_max_kpc)
-        sc = member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun())
-        err = {k: sc[k] - truth["scalars"][k] for k in SCALARS}
-        err["rho_R0_rel"] = err["rho_R0"] / truth["scalars"]["rho_R0"]
+        sc, err = refit(cfg, truth, w, g)
         rows.append({"family": family, "run": run_dir, "variant": variant, "points": int(ok.sum()),
                      "scalars": {k: sc[k] for k in SCALARS}, "error": err, "wall_s": time.perf_counter() - t0,
                      "run_commit": run_commit(Path(run_dir)), "commit": commit()})
@@ -105,11 +111,7 @@ def main() -> None:
                                  f"--families {fam} --realizations {args.realizations} first)")
             if str(run_dir) not in done:
                 tasks.append((fam, str(run_dir)))
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        for new in pool.imap_unordered(one_realization, tasks):
-            rows.extend(new)
-            print(f"{new[0]['run']}: done", flush=True)
-            write_json(RESULTS, {"rows": rows, "machine": machine()})
+    pool_rows(one_realization, tasks, args.jobs, rows, RESULTS)
     summary = summarize(rows)
     write_json(RESULTS, {"summary": summary, "rows": rows, "potential_seed": POTENTIAL_SEED,
                          "commits": sorted({r["commit"] for r in rows}), "machine": old.get("machine", machine())

@@ -47,6 +47,18 @@ def errors_by_variant(rows: list[dict], variants: tuple[str, ...]) -> dict:
     return out
 
 
+def pool_rows(worker, tasks: list, jobs: int, rows: list[dict], path: Path) -> None:
+    """Run ``worker`` (returning a list of row dicts, each with its "run") on every task in ``jobs`` spawned
+    processes, appending the rows and saving {"rows", "machine"} to ``path`` after each task (resumable)."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(jobs) as pool:
+        for new in pool.imap_unordered(worker, tasks):
+            rows.extend(new)
+            print(f"{new[0]['run']}: done", flush=True)
+            write_json(path, {"rows": rows, "machine": machine()})
+
+
 def finished_run(run_dir: Path, settings: list[str], config: Path | None = None) -> tuple[dict, float | None]:
     """(summary.json, wall seconds) of `dpot-hpc run -q [-c config] --set ...` in run_dir; a run that
     already has its summary is not repeated (its wall time is read back, None if unknown)."""
