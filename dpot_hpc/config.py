@@ -180,6 +180,9 @@ class DFSection(Section):
     rotate_velocities: StrictBool = _field(False, help="the flows model each star's velocity turned about the Galactic "
                                                        "axis to the Sun's azimuth (determinant 1; docs/method.md, "
                                                        "'DF: flows'); false: heliocentric velocities as they are")
+    deconvolve: StrictBool = _field(False, help="fit each flow to the stars through their quoted errors, so that it models "
+                                                "the error-free DF (gaia format; twice the training cost; docs/method.md, "
+                                                "'Observational noise'); false: the flows model the stars as observed")
     batch_size: Int = _field(2048, ge=16, help="stars per optimisation step")
     max_epochs: Int = _field(30, ge=1, help="upper bound on passes over the training stars")
     learning_rate: Float = _field(3e-3, ge=1e-6, le=1.0, help="initial Adam learning rate (cosine-decayed)")
@@ -361,6 +364,14 @@ def _cross_check(cfg: Config) -> list[str]:
     if e.potential_seed + e.x0_v0 > 0 and e.df_seed + e.bootstrap == 0:
         out.append("ensemble: potential_seed and x0_v0 train on the best-fit DF, the mean of the df_seed and bootstrap "
                    "flows: set df_seed or bootstrap > 0")
+    if cfg.df.deconvolve and cfg.catalogue.format != "gaia":
+        out.append("df.deconvolve: needs catalogue.format: gaia (the errors are quoted for the observables)")
+    if cfg.df.deconvolve and e.obs_noise > 0:
+        out.append("df.deconvolve: the obs_noise members add noise that the flows would then remove again; use one "
+                   "correction (df.deconvolve, or ensemble.obs_noise with SIMEX), not both")
+    if cfg.df.deconvolve and cfg.catalogue.path is None and not cfg.mock.noise:
+        out.append("df.deconvolve: the built-in mock's observables are exact unless mock.noise is true; deconvolving "
+                   "them would sharpen the DF")
     if s.shell_r_min_kpc >= s.shell_r_max_kpc:
         out.append("summary.shell_r_min_kpc: must be smaller than summary.shell_r_max_kpc")
     if s.shell_r_max_kpc > cfg.catalogue.r_max_kpc:

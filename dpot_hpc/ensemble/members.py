@@ -27,7 +27,7 @@ from ..constants import RHO_BARYON_MPH15_MSUN_PC3
 from ..errors import DpotError
 from ..data.cache import build_cache, read_cache, write_cache
 from ..data.h5io import atomic_h5, load_tree, save_tree
-from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_prepared
+from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_error_offsets, read_prepared
 from ..data.provenance import stamp, verify
 from ..data.mockfile import MockTruth
 from ..data.runfolder import RunFolder
@@ -58,12 +58,19 @@ class RunContext:
     stop: StopRequest = never
     between: Callable[[], None] = nothing
     _stars: torch.Tensor | None = field(default=None, repr=False)
+    _offsets: torch.Tensor | None = field(default=None, repr=False)
 
     def stars(self) -> torch.Tensor:
         """The prepared sample (N, 6): x, y, z [kpc], vx, vy, vz [km/s], heliocentric."""
         if self._stars is None:
             self._stars = read_prepared(self.folder.prepared)[0]
         return self._stars
+
+    def error_offsets(self) -> torch.Tensor:
+        """The prepared stars' observational noise in phase space per unit normal draw (N, 6, 4)."""
+        if self._offsets is None:
+            self._offsets = read_error_offsets(self.folder.prepared)
+        return self._offsets
 
 
 @dataclass(frozen=True)
@@ -159,15 +166,17 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
 
 
 # --- DF members ---------------------------------------------------------------
-def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor) -> Path:
-    """Train (or resume, or skip if done) one DF member on stars (N, 6); returns its file."""
+def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor, offsets: torch.Tensor | None = None) -> Path:
+    """Train (or resume, or skip if done) one DF member on stars (N, 6), through their errors when
+    ``offsets`` (N, 6, 4) are given (``df.deconvolve``); returns its file."""
     cfg = ctx.cfg
     arch = {"transforms": cfg.df.transforms, "components": cfg.df.components, "hidden": json.dumps(list(cfg.df.hidden)),
             "rotate_velocities": cfg.df.rotate_velocities, "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
 
     def train(seed, checkpoint, resume, log) -> Trained:
         flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc,
-                                 LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop, ctx.between), cfg.frame.sun())
+                                 LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop, ctx.between), cfg.frame.sun(),
+                                 offsets)
         attrs = {"best_val_loss": state.best_val, "best_epoch": state.best_epoch}
         return flow.state_dict(), state.history, attrs, f"done: {spec.path(ctx.folder)}"
 
@@ -187,14 +196,16 @@ def load_flow(path: Path) -> Flow:
     return flow.eval()
 
 
-def df_member_stars(spec: MemberSpec, ctx: RunContext) -> torch.Tensor:
-    """The stars a DF member trains on (its pipeline decides how they are resampled)."""
+def df_member_data(spec: MemberSpec, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The stars a DF member trains on (its pipeline decides how they are resampled) and, with
+    ``df.deconvolve``, their observational noise per unit normal draw (else None)."""
     seed = spec.seed(ctx.cfg.run.seed)
+    offsets = ctx.error_offsets() if ctx.cfg.df.deconvolve else None
     if spec.pipeline == "df_seed":
-        return ctx.stars()
+        return ctx.stars(), offsets
     if spec.pipeline == "bootstrap":
-        stars = ctx.stars()
-        return stars[torch.from_numpy(bootstrap_indices(stars.shape[0], seed))]
+        rows = torch.from_numpy(bootstrap_indices(ctx.stars().shape[0], seed))
+        return ctx.stars()[rows], None if offsets is None else offsets[rows]
     if noise_level(spec.pipeline):
         path = ctx.folder.sample(spec.id)
         if path.exists():
@@ -202,7 +213,7 @@ def df_member_stars(spec: MemberSpec, ctx: RunContext) -> torch.Tensor:
         else:
             prepare_sample(ctx.cfg, ctx.folder.catalogue, path, noise_seed=seed, log=lambda m: None,
                            noise_scale=math.sqrt(noise_level(spec.pipeline)))
-        return read_prepared(path)[0]
+        return read_prepared(path)[0], None  # (config: never with df.deconvolve)
     raise ValueError(f"no DF data for pipeline {spec.pipeline!r}")
 
 
@@ -296,7 +307,7 @@ def run_member(spec: MemberSpec, ctx: RunContext) -> dict | None:
     """Run (or resume, or skip) any member; potential members return their scalars."""
     if spec.kind == "df":
         if verified(spec, ctx.cfg, ctx.folder) != "done":
-            run_df_member(spec, ctx, df_member_stars(spec, ctx))
+            run_df_member(spec, ctx, *df_member_data(spec, ctx))
         return None
     if spec.kind == "cache":
         run_cache_member(spec, ctx)
@@ -315,6 +326,6 @@ def run_member(spec: MemberSpec, ctx: RunContext) -> dict | None:
 
 def check_member_inputs(cfg: Config, folder: RunFolder) -> None:
     """Check, before the first member starts, the inputs that planned members need beyond the
-    prepared sample: the catalogue's error columns for obs_noise members."""
-    if cfg.ensemble.obs_noise > 0:
+    prepared sample: the catalogue's error columns for obs_noise members and for deconvolving flows."""
+    if cfg.ensemble.obs_noise > 0 or cfg.df.deconvolve:
         check_columns(cfg, folder.catalogue, noise=True)

@@ -12,12 +12,16 @@ import torch
 from ..config import DFSection
 from ..physics.cbe import helio_frame_vectors
 from ..physics.frames import SunFrame
-from .flows import Flow
+from .flows import Flow, log_prob_through_errors
 from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
 
 #: History columns of a DF member: epoch, mean training loss, validation loss (-<ln p> per star), learning rate.
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")
+#: Antithetic pairs of noise draws per star and step when a flow is fitted through the errors (4 flow
+#: evaluations per star). On a toy Gaussian DF whose noise is 0.3-0.6 of its dispersion, 2 pairs
+#: removed 85-91% of the blur's variance, 1 pair (no bias estimate) 57-76%, 8 pairs all of it.
+PAIRS = 2
 
 
 @dataclass
@@ -43,9 +47,14 @@ def build_flow(df: DFSection, seed: int, r_max_kpc: float, sun: SunFrame | None 
 
 
 def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
-               hooks: LoopHooks = LoopHooks(), sun: SunFrame | None = None) -> tuple[Flow, DFTrainState]:
+               hooks: LoopHooks = LoopHooks(), sun: SunFrame | None = None,
+               offsets: torch.Tensor | None = None) -> tuple[Flow, DFTrainState]:
     """Fit a flow to stars (N, 6) float64 physical coordinates (kpc, km/s); ``sun``: the frame whose
-    azimuth the velocities are turned to when ``df.rotate_velocities`` (``build_flow``).
+    azimuth the velocities are turned to when ``df.rotate_velocities`` (``build_flow``). With
+    ``offsets`` (N, 6, 4), each star's observational noise per unit normal draw
+    (``physics.gaia.error_offsets``), the flow is fitted through the errors
+    (``flows.log_prob_through_errors``, a fresh draw per star and step, fixed draws for validation):
+    it models the error-free DF.
 
     ``hooks.checkpoint(payload)`` is called every ``df.checkpoint_every_epochs`` epochs with everything
     needed to continue; pass that payload back as ``hooks.resume`` to continue bit-for-bit. When
@@ -61,11 +70,19 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
     train_u = flow.to_unbounded(stars[train_idx])[0]
     flow.set_standardisation(train_u.mean(0), train_u.std(0), n)
     flow.to(device)
-    z_train = flow.standardise(stars[train_idx].to(device))
-    z_val = flow.standardise(stars[val_idx].to(device))
+    if offsets is None:
+        z_train = flow.standardise(stars[train_idx].to(device))
+        z_val = flow.standardise(stars[val_idx].to(device))
+        n_train = z_train.shape[0]
+    else:
+        w_train, o_train = stars[train_idx].to(device), offsets[train_idx].to(device)
+        w_val, o_val = stars[val_idx].to(device), offsets[val_idx].to(device)
+        u_val = torch.randn(n_val, PAIRS, o_val.shape[-1], generator=torch.Generator().manual_seed(seed + 2),
+                            dtype=torch.float64).to(device)
+        n_train = w_train.shape[0]
     opt = torch.optim.AdamW([{"params": list(flow.parameters()), "base_lr": df.learning_rate}],
                             lr=df.learning_rate, weight_decay=df.weight_decay)
-    steps_per_epoch = max(1, math.ceil(z_train.shape[0] / df.batch_size))
+    steps_per_epoch = max(1, math.ceil(n_train / df.batch_size))
     total = steps_per_epoch * df.max_epochs
     run = Resumable(flow, opt, torch.Generator().manual_seed(seed + 1), DFTrainState())
     best = {k: v.detach().clone() for k, v in flow.state_dict().items()}
@@ -75,20 +92,29 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
             log(f"resumed at epoch {run.state.epoch} (step {run.state.step})")
     state = run.state
 
+    def train_loss(idx: torch.Tensor) -> torch.Tensor:
+        if offsets is None:
+            return -flow.log_prob_standard(z_train[idx]).mean()
+        u = torch.randn(idx.shape[0], PAIRS, o_train.shape[-1], generator=run.rng, dtype=torch.float64).to(device)
+        return -log_prob_through_errors(flow, w_train[idx], o_train[idx], u).mean()
+
     def val_loss() -> float:
         with torch.no_grad():
             tot = 0.0
-            for i in range(0, z_val.shape[0], 8192):
-                tot += -flow.log_prob_standard(z_val[i : i + 8192]).double().sum().item()
-            return tot / z_val.shape[0]
+            for i in range(0, n_val, 8192):
+                b = slice(i, i + 8192)
+                lp = (flow.log_prob_standard(z_val[b]) if offsets is None
+                      else log_prob_through_errors(flow, w_val[b], o_val[b], u_val[b]))
+                tot += -lp.double().sum().item()
+            return tot / n_val
 
     while not state.done:
-        order = torch.randperm(z_train.shape[0], generator=run.rng).to(device)
+        order = torch.randperm(n_train, generator=run.rng).to(device)
         run_loss = 0.0
         for b in range(steps_per_epoch):
             idx = order[b * df.batch_size : (b + 1) * df.batch_size]
             lr = set_cosine_lr(opt, state.step, total)
-            loss = -flow.log_prob_standard(z_train[idx]).mean()
+            loss = train_loss(idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(flow.parameters(), df.clip_grad_norm)

@@ -258,6 +258,33 @@ class Flow(nn.Module):
         return torch.cat([x, self._turned(x, u[..., 3:], inverse=True)], -1)
 
 
+def log_prob_through_errors(flow: Flow, w: torch.Tensor, offsets: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """ln of the flow's f averaged over each star's observational noise (N,), up to a constant: the
+    density of the observed stars w (N, 6) when f is the error-free DF, so that a flow trained on it
+    deconvolves the errors. The noise of star i is offsets[i] @ u for u ~ N(0, I_4) (``offsets``
+    (N, 6, 4) from ``physics.gaia.error_offsets``); the average over it is estimated from P antithetic
+    pairs w +- offsets @ u_p (``u`` (N, P, 4), standard normal draws), each pair's mean being f plus its
+    second-order blur (1/2) tr(Sigma Hess f) exactly, the odd terms cancelling. The ln of a mean of
+    draws is biased low (Jensen), which would leave part of the blur in the fitted f; with P >= 2 the
+    bias's leading term, Var(pair means) / (2 P mean^2), is estimated from the pairs and added (the
+    delta method). A draw outside the selection ball has f = 0; where every draw is outside (a star at
+    the edge) ln f at the star is used."""
+    n, p = u.shape[0], u.shape[1]
+    d = (offsets.to(w)[:, None] @ u.to(w)[..., None]).squeeze(-1)  # (N, P, 6)
+    pts = torch.cat([w[:, None] + d, w[:, None] - d], 1).reshape(-1, 6)  # (N * 2P, 6)
+    here = w.repeat_interleave(2 * p, 0)
+    inside = torch.linalg.vector_norm(pts[:, :3], dim=-1) < float(flow.r_max_kpc)
+    z, logdet = flow._standardised(torch.where(inside[:, None], pts, here))
+    lp = (flow.log_prob_standard(z) + logdet.to(z.dtype)).view(n, 2 * p)
+    inside = inside.view(n, 2 * p)
+    lp = torch.where(inside | ~inside.any(1, keepdim=True), lp, -math.inf)  # all outside: every draw at the star
+    blurred = torch.logsumexp(lp, 1) - math.log(2.0 * p)
+    if p > 1:
+        pair = torch.exp(lp.view(n, 2, p) - blurred[:, None, None]).mean(1)  # pair means / overall mean
+        blurred = blurred + pair.var(1) / (2 * p)
+    return blurred
+
+
 def log_prob_and_gradients(flow: Flow, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(ln f, d ln f / d w) at physical points w (N, 6); gradients in 1/kpc and s/km."""
     w = w.detach().clone().requires_grad_(True)

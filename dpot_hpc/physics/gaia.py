@@ -56,6 +56,26 @@ def add_noise(obs: dict[str, np.ndarray], rng: np.random.Generator, scale: float
     return out
 
 
+#: The quoted errors whose effect on (x, v) ``error_offsets`` linearises, in the order of its last axis.
+NOISY_OBSERVABLES = ("parallax", "pmra", "pmdec", "radial_velocity")
+
+
+def error_offsets(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 6, 4): the change of (x [kpc], v [km/s]) when parallax, pmra, pmdec and radial_velocity in
+    turn move by their quoted 1-sigma errors (columns ``<name>_error``), by central differences over
+    +-1 sigma: a star's Gaussian observational noise in phase space is approximately ``offsets @ u``
+    with u ~ N(0, I_4) (exact for the proper motions and the radial velocity, on which (x, v) depend
+    linearly; the parallax's 1/parallax is linearised, good to (error/parallax)^2)."""
+    n = len(obs["ra"])
+    out = np.empty((n, 6, len(NOISY_OBSERVABLES)))
+    for j, name in enumerate(NOISY_OBSERVABLES):
+        step = obs[f"{name}_error"]
+        hi = observables_to_helio({**obs, name: obs[name] + step})
+        lo = observables_to_helio({**obs, name: obs[name] - step})
+        out[:, :, j] = 0.5 * (np.concatenate(hi, axis=1) - np.concatenate(lo, axis=1))
+    return out
+
+
 #: The DR3-like error model (``dr3_like_errors``): parallax error at G <= 10 and at G >= 15 [mas], and
 #: the rms of the log-normal scatter of every error.
 PARALLAX_ERROR_BRIGHT_MAS, PARALLAX_ERROR_FAINT_MAS, ERROR_LOG_SCATTER = 0.02, 0.05, 0.15
