@@ -125,3 +125,11 @@ def test_a_run_fits_its_flows_through_the_prepared_stars_errors(tmp_path):
     assert all(np.isfinite(s["final"][k]["value"]) for k in ("a_x", "rho_R0", "omega_p"))
     log = (run_dir / "logs").glob("df-*.log")
     assert any("epoch 2/2" in path.read_text() for path in log)
+
+
+def test_calibration_mocks_of_a_deconvolving_run_carry_errors_to_undo(tmp_path):
+    from dpot_hpc.ensemble.calibration import calibration_config
+    cfg = load_config(None, ["catalogue.format=gaia", f"catalogue.path={tmp_path / 'dr3.fits'}", "df.deconvolve=true",
+                             "calibration.realizations=1", f"run.dir={tmp_path / 'run'}"])
+    sub = calibration_config(cfg, "thin_thick_lowered-00", 5000)  # validated like any configuration
+    assert sub.mock.noise and sub.df.deconvolve and sub.catalogue.format == "gaia" and sub.catalogue.path is None

@@ -33,7 +33,7 @@ def calibration_ids(cfg: Config) -> list[str]:
 def calibration_config(cfg: Config, name: str, n_stars: int) -> Config:
     """The configuration of calibration run ``name``: the run's own, on the built-in mock of that family
     with ``n_stars`` stars (read as Gaia observables when the run reads those, else as Cartesian
-    columns), run and mock seeds derived from the run seed and the name, in
+    columns; with DR3-like errors when the run's flows are fitted through the errors), run and mock seeds derived from the run seed and the name, in
     ``<run.dir>/calibration/<name>``, without calibration runs of its own."""
     family = name.rsplit("-", 1)[0]
     d = cfg.to_dict()
@@ -42,7 +42,8 @@ def calibration_config(cfg: Config, name: str, n_stars: int) -> Config:
     d["catalogue"] = {"path": None, "format": "gaia" if cfg.catalogue.format == "gaia" else "cartesian",
                       "r_max_kpc": cfg.catalogue.r_max_kpc, "chunk_rows": cfg.catalogue.chunk_rows}
     d["mock"] = {**d["mock"], "family": family, "n_stars": int(n_stars),
-                 "seed": derived_seed(cfg.run.seed, f"{CALIBRATION_DIR}/{name}/mock")}
+                 "seed": derived_seed(cfg.run.seed, f"{CALIBRATION_DIR}/{name}/mock"),
+                 "noise": cfg.mock.noise or cfg.df.deconvolve}  # flows fitted through errors need errors to undo
     d["summary"] = {**d["summary"], "rho_baryon_msun_pc3": None}  # the mock's own baryons: its rho_dm truth
     d["calibration"] = {"realizations": 0}
     return config_from_dict(d)
