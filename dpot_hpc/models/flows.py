@@ -267,17 +267,18 @@ def log_prob_through_errors(flow: Flow, w: torch.Tensor, offsets: torch.Tensor, 
     second-order blur (1/2) tr(Sigma Hess f) exactly, the odd terms cancelling. The ln of a mean of
     draws is biased low (Jensen), which would leave part of the blur in the fitted f; with P >= 2 the
     bias's leading term, Var(pair means) / (2 P mean^2), is estimated from the pairs and added (the
-    delta method). A draw outside the selection ball has f = 0; where every draw is outside (a star at
-    the edge) ln f at the star is used."""
+    delta method). The flow models the selection ball only, but stars near its edge were scattered in
+    from beyond it as well as out of it: a draw beyond the edge takes f at its mirror image inside
+    (r -> 2 r_max - r), the DF continued evenly across the edge. (Taking f = 0 there instead makes the
+    flow pile density up at the edge: measured, d ln f/dr at 0.8-0.9 kpc 2.4 times the truth.)"""
     n, p = u.shape[0], u.shape[1]
     d = (offsets.to(w)[:, None] @ u.to(w)[..., None]).squeeze(-1)  # (N, P, 6)
     pts = torch.cat([w[:, None] + d, w[:, None] - d], 1).reshape(-1, 6)  # (N * 2P, 6)
-    here = w.repeat_interleave(2 * p, 0)
-    inside = torch.linalg.vector_norm(pts[:, :3], dim=-1) < float(flow.r_max_kpc)
-    z, logdet = flow._standardised(torch.where(inside[:, None], pts, here))
+    r_max = float(flow.r_max_kpc)
+    r = torch.linalg.vector_norm(pts[:, :3], dim=-1, keepdim=True)
+    mirror = torch.where(r < r_max, torch.ones_like(r), (2.0 * r_max - r).clamp(min=1e-6 * r_max) / r)
+    z, logdet = flow._standardised(torch.cat([pts[:, :3] * mirror, pts[:, 3:]], -1))
     lp = (flow.log_prob_standard(z) + logdet.to(z.dtype)).view(n, 2 * p)
-    inside = inside.view(n, 2 * p)
-    lp = torch.where(inside | ~inside.any(1, keepdim=True), lp, -math.inf)  # all outside: every draw at the star
     blurred = torch.logsumexp(lp, 1) - math.log(2.0 * p)
     if p > 1:
         pair = torch.exp(lp.view(n, 2, p) - blurred[:, None, None]).mean(1)  # pair means / overall mean
