@@ -43,3 +43,12 @@ def test_calibration_runs_repeat_the_plan_one_after_the_other():
     assert calibrated["calibration"] == {"runs": 4, "wall_s": pytest.approx(4 * plain["total_s"])}
     assert calibrated["total_s"] == pytest.approx(5 * plain["total_s"])
     assert plain["calibration"]["runs"] == 0
+
+
+def test_flows_fitted_through_the_errors_are_planned_at_their_measured_cost():
+    from dpot_hpc.ensemble.schedule import DECONVOLVE_COST_FACTOR
+    noisy = ["catalogue.format=gaia", "mock.noise=true"]
+    plain = simulate(load_config(None, noisy), 2, 200_000)
+    deconvolving = simulate(load_config(None, [*noisy, "df.deconvolve=true"]), 2, 200_000)
+    assert deconvolving["df"]["wall_s"] == pytest.approx(DECONVOLVE_COST_FACTOR * plain["df"]["wall_s"])
+    assert deconvolving["potential"]["wall_s"] == pytest.approx(plain["potential"]["wall_s"])
