@@ -1,6 +1,6 @@
-"""Flows fitted through the stars' quoted errors (``df.deconvolve``, issue 15): each star's noise in
-phase space, the deconvolving likelihood, its training (recovering an error-free dispersion, resuming
-bit-for-bit) and a run that uses it."""
+"""Flows fitted through the stars' quoted velocity errors (``df.deconvolve``, issue 15): each star's
+velocity noise, the deconvolving likelihood, its training (recovering an error-free dispersion,
+resuming bit-for-bit) and a run that uses it."""
 
 import copy
 import json
@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from dpot_hpc.config import ConfigError, DFSection, load_config
-from dpot_hpc.data.prepare import read_error_offsets
+from dpot_hpc.data.prepare import read_velocity_errors
 from dpot_hpc.models.df_training import train_flow
 from dpot_hpc.models.training import LoopHooks
-from dpot_hpc.physics.gaia import error_offsets, helio_to_observables
+from dpot_hpc.physics.gaia import helio_to_observables, observables_to_helio, velocity_error_offsets
 
 K_KMS = 4.740470463  # km/s per (mas/yr x kpc)
 
@@ -32,23 +32,19 @@ def _observables(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     return obs
 
 
-def test_error_offsets_are_the_phase_space_moves_of_one_sigma_errors():
+def test_velocity_errors_are_the_velocity_moves_of_one_sigma_errors():
     obs = _observables(500)
-    off = error_offsets(obs)  # (N, 6, 4): parallax, pmra, pmdec, radial_velocity
-    d = 1.0 / obs["parallax"]
-    n_hat = off[:, :3, 0] / np.linalg.norm(off[:, :3, 0], axis=1, keepdims=True)
-    plx, sig = obs["parallax"], obs["parallax_error"]
-    # parallax: the distance's central difference, along the line of sight (away from the Sun for -sigma)
-    np.testing.assert_allclose(np.linalg.norm(off[:, :3, 0], axis=1), sig / (plx**2 - sig**2), rtol=1e-7)
-    # radial velocity: no move in position, the error itself along the line of sight in velocity
-    np.testing.assert_allclose(off[:, :3, 3], 0.0, atol=1e-12)
-    np.testing.assert_allclose(off[:, 3:, 3], -n_hat * obs["radial_velocity_error"][:, None], rtol=1e-7, atol=1e-9)
+    off = velocity_error_offsets(obs)  # (N, 3, 3): pmra, pmdec, radial_velocity
+    x, _ = observables_to_helio(obs)
+    d = np.linalg.norm(x, axis=1)
+    n_hat = x / d[:, None]
+    # radial velocity: the error itself along the line of sight
+    np.testing.assert_allclose(off[:, :, 2], n_hat * obs["radial_velocity_error"][:, None], rtol=1e-6, atol=1e-9)
     # proper motions: tangential velocity k d sigma, perpendicular to the line of sight and to each other
-    for j, name in ((1, "pmra_error"), (2, "pmdec_error")):
-        np.testing.assert_allclose(off[:, :3, j], 0.0, atol=1e-12)
-        np.testing.assert_allclose(np.linalg.norm(off[:, 3:, j], axis=1), K_KMS * d * obs[name], rtol=1e-6)
-        np.testing.assert_allclose(np.sum(off[:, 3:, j] * n_hat, axis=1), 0.0, atol=1e-9)
-    np.testing.assert_allclose(np.sum(off[:, 3:, 1] * off[:, 3:, 2], axis=1), 0.0, atol=1e-9)
+    for j, name in ((0, "pmra_error"), (1, "pmdec_error")):
+        np.testing.assert_allclose(np.linalg.norm(off[:, :, j], axis=1), K_KMS * d * obs[name], rtol=1e-6)
+        np.testing.assert_allclose(np.sum(off[:, :, j] * n_hat, axis=1), 0.0, atol=1e-9)
+    np.testing.assert_allclose(np.sum(off[:, :, 0] * off[:, :, 1], axis=1), 0.0, atol=1e-9)
 
 
 def _blurred_stars(noise_kms: float, n: int = 20000):
@@ -56,9 +52,10 @@ def _blurred_stars(noise_kms: float, n: int = 20000):
     g = torch.Generator().manual_seed(0)
     true = torch.cat([0.2 * torch.randn(n, 3, generator=g, dtype=torch.float64),
                       torch.tensor([20.0, 15.0, 10.0], dtype=torch.float64) * torch.randn(n, 3, generator=g, dtype=torch.float64)], 1)
-    off = torch.zeros(n, 6, 4, dtype=torch.float64)
-    off[:, 5, 3] = noise_kms
-    obs = true + (off @ torch.randn(n, 4, 1, generator=g, dtype=torch.float64)).squeeze(-1)
+    off = torch.zeros(n, 3, 3, dtype=torch.float64)
+    off[:, 2, 2] = noise_kms
+    obs = true.clone()
+    obs[:, 3:] += (off @ torch.randn(n, 3, 1, generator=g, dtype=torch.float64)).squeeze(-1)
     return true, obs, off
 
 
@@ -115,12 +112,12 @@ def test_a_run_fits_its_flows_through_the_prepared_stars_errors(tmp_path):
     p = subprocess.run([sys.executable, "-m", "dpot_hpc", "run", "-q", *sets], capture_output=True, text=True,
                        timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert p.returncode == 0, p.stderr[-3000:]
-    off = read_error_offsets(run_dir / "prepared.h5").numpy()
+    off = read_velocity_errors(run_dir / "prepared.h5").numpy()
     with h5py.File(run_dir / "prepared.h5") as f:
-        rv_err, plx, plx_err = f["radial_velocity_error"][()], f["parallax"][()], f["parallax_error"][()]
-    # each prepared star's noise: its quoted radial-velocity error as a velocity, its parallax error as a distance
-    np.testing.assert_allclose(np.linalg.norm(off[:, 3:, 3], axis=1), rv_err, rtol=1e-7)
-    np.testing.assert_allclose(np.linalg.norm(off[:, :3, 0], axis=1), plx_err / (plx**2 - plx_err**2), rtol=1e-7)
+        rv_err, pm_err, plx = f["radial_velocity_error"][()], f["pmdec_error"][()], f["parallax"][()]
+    # each prepared star's velocity noise: its quoted radial-velocity error, its proper-motion error at its distance
+    np.testing.assert_allclose(np.linalg.norm(off[:, :, 2], axis=1), rv_err, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(off[:, :, 1], axis=1), K_KMS * pm_err / plx, rtol=1e-6)
     s = json.loads((run_dir / "summary.json").read_text())
     assert all(np.isfinite(s["final"][k]["value"]) for k in ("a_x", "rho_R0", "omega_p"))
     log = (run_dir / "logs").glob("df-*.log")

@@ -27,7 +27,7 @@ from ..constants import RHO_BARYON_MPH15_MSUN_PC3
 from ..errors import DpotError
 from ..data.cache import build_cache, read_cache, write_cache
 from ..data.h5io import atomic_h5, load_tree, save_tree
-from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_error_offsets, read_prepared
+from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_prepared, read_velocity_errors
 from ..data.provenance import stamp, verify
 from ..data.mockfile import MockTruth
 from ..data.runfolder import RunFolder
@@ -66,10 +66,10 @@ class RunContext:
             self._stars = read_prepared(self.folder.prepared)[0]
         return self._stars
 
-    def error_offsets(self) -> torch.Tensor:
-        """The prepared stars' observational noise in phase space per unit normal draw (N, 6, 4)."""
+    def velocity_errors(self) -> torch.Tensor:
+        """The prepared stars' velocity noise per unit normal draw (N, 3, 3) [km/s]."""
         if self._offsets is None:
-            self._offsets = read_error_offsets(self.folder.prepared)
+            self._offsets = read_velocity_errors(self.folder.prepared)
         return self._offsets
 
 
@@ -167,8 +167,8 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
 
 # --- DF members ---------------------------------------------------------------
 def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor, offsets: torch.Tensor | None = None) -> Path:
-    """Train (or resume, or skip if done) one DF member on stars (N, 6), through their errors when
-    ``offsets`` (N, 6, 4) are given (``df.deconvolve``); returns its file."""
+    """Train (or resume, or skip if done) one DF member on stars (N, 6), through their velocity errors
+    when ``offsets`` (N, 3, 3) are given (``df.deconvolve``); returns its file."""
     cfg = ctx.cfg
     arch = {"transforms": cfg.df.transforms, "components": cfg.df.components, "hidden": json.dumps(list(cfg.df.hidden)),
             "rotate_velocities": cfg.df.rotate_velocities, "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
@@ -198,9 +198,9 @@ def load_flow(path: Path) -> Flow:
 
 def df_member_data(spec: MemberSpec, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The stars a DF member trains on (its pipeline decides how they are resampled) and, with
-    ``df.deconvolve``, their observational noise per unit normal draw (else None)."""
+    ``df.deconvolve``, their velocity noise per unit normal draw (else None)."""
     seed = spec.seed(ctx.cfg.run.seed)
-    offsets = ctx.error_offsets() if ctx.cfg.df.deconvolve else None
+    offsets = ctx.velocity_errors() if ctx.cfg.df.deconvolve else None
     if spec.pipeline == "df_seed":
         return ctx.stars(), offsets
     if spec.pipeline == "bootstrap":

@@ -51,10 +51,10 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
                offsets: torch.Tensor | None = None) -> tuple[Flow, DFTrainState]:
     """Fit a flow to stars (N, 6) float64 physical coordinates (kpc, km/s); ``sun``: the frame whose
     azimuth the velocities are turned to when ``df.rotate_velocities`` (``build_flow``). With
-    ``offsets`` (N, 6, 4), each star's observational noise per unit normal draw
-    (``physics.gaia.error_offsets``), the flow is fitted through the errors
-    (``flows.log_prob_through_errors``, a fresh draw per star and step, fixed draws for validation):
-    it models the error-free DF.
+    ``offsets`` (N, 3, 3), each star's velocity noise per unit normal draw
+    (``physics.gaia.velocity_error_offsets``), the flow is fitted through those errors
+    (``flows.log_prob_through_errors``, fresh draws per star and step, fixed draws for validation):
+    it models the DF free of them.
 
     ``hooks.checkpoint(payload)`` is called every ``df.checkpoint_every_epochs`` epochs with everything
     needed to continue; pass that payload back as ``hooks.resume`` to continue bit-for-bit. When

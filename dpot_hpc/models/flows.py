@@ -259,25 +259,20 @@ class Flow(nn.Module):
 
 
 def log_prob_through_errors(flow: Flow, w: torch.Tensor, offsets: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """ln of the flow's f averaged over each star's observational noise (N,), up to a constant: the
-    density of the observed stars w (N, 6) when f is the error-free DF, so that a flow trained on it
-    deconvolves the errors. The noise of star i is offsets[i] @ u for u ~ N(0, I_4) (``offsets``
-    (N, 6, 4) from ``physics.gaia.error_offsets``); the average over it is estimated from P antithetic
-    pairs w +- offsets @ u_p (``u`` (N, P, 4), standard normal draws), each pair's mean being f plus its
-    second-order blur (1/2) tr(Sigma Hess f) exactly, the odd terms cancelling. The ln of a mean of
-    draws is biased low (Jensen), which would leave part of the blur in the fitted f; with P >= 2 the
-    bias's leading term, Var(pair means) / (2 P mean^2), is estimated from the pairs and added (the
-    delta method). The flow models the selection ball only, but stars near its edge were scattered in
-    from beyond it as well as out of it: a draw beyond the edge takes f at its mirror image inside
-    (r -> 2 r_max - r), the DF continued evenly across the edge. (Taking f = 0 there instead makes the
-    flow pile density up at the edge: measured, d ln f/dr at 0.8-0.9 kpc 2.4 times the truth.)"""
+    """ln of the flow's f averaged over each star's velocity noise (N,), up to a constant: the density
+    of the observed stars w (N, 6) when f is the DF free of that noise, so that a flow trained on it
+    deconvolves it. The noise of star i is offsets[i] @ u for u ~ N(0, I_3) (``offsets`` (N, 3, 3), km/s,
+    from ``physics.gaia.velocity_error_offsets``), a Gaussian blur in velocity at the star's position;
+    the average over it is estimated from P antithetic pairs v +- offsets @ u_p (``u`` (N, P, 3),
+    standard normal draws), each pair's mean being f plus its second-order blur (1/2) tr(Sigma Hess_v f)
+    exactly, the odd terms cancelling. The ln of a mean of draws is biased low (Jensen), which would
+    leave part of the blur in the fitted f; with P >= 2 the bias's leading term, Var(pair means) /
+    (2 P mean^2), is estimated from the pairs and added (the delta method)."""
     n, p = u.shape[0], u.shape[1]
-    d = (offsets.to(w)[:, None] @ u.to(w)[..., None]).squeeze(-1)  # (N, P, 6)
-    pts = torch.cat([w[:, None] + d, w[:, None] - d], 1).reshape(-1, 6)  # (N * 2P, 6)
-    r_max = float(flow.r_max_kpc)
-    r = torch.linalg.vector_norm(pts[:, :3], dim=-1, keepdim=True)
-    mirror = torch.where(r < r_max, torch.ones_like(r), (2.0 * r_max - r).clamp(min=1e-6 * r_max) / r)
-    z, logdet = flow._standardised(torch.cat([pts[:, :3] * mirror, pts[:, 3:]], -1))
+    dv = (offsets.to(w)[:, None] @ u.to(w)[..., None]).squeeze(-1)  # (N, P, 3)
+    x = w[:, None, :3].expand(n, 2 * p, 3)
+    v = torch.cat([w[:, None, 3:] + dv, w[:, None, 3:] - dv], 1)
+    z, logdet = flow._standardised(torch.cat([x, v], -1).reshape(-1, 6))
     lp = (flow.log_prob_standard(z) + logdet.to(z.dtype)).view(n, 2 * p)
     blurred = torch.logsumexp(lp, 1) - math.log(2.0 * p)
     if p > 1:

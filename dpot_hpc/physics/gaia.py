@@ -56,23 +56,24 @@ def add_noise(obs: dict[str, np.ndarray], rng: np.random.Generator, scale: float
     return out
 
 
-#: The quoted errors whose effect on (x, v) ``error_offsets`` linearises, in the order of its last axis.
-NOISY_OBSERVABLES = ("parallax", "pmra", "pmdec", "radial_velocity")
+#: The quoted errors whose effect on the velocity ``velocity_error_offsets`` gives, in the order of its last axis.
+VELOCITY_OBSERVABLES = ("pmra", "pmdec", "radial_velocity")
 
 
-def error_offsets(obs: dict[str, np.ndarray]) -> np.ndarray:
-    """(N, 6, 4): the change of (x [kpc], v [km/s]) when parallax, pmra, pmdec and radial_velocity in
-    turn move by their quoted 1-sigma errors (columns ``<name>_error``), by central differences over
-    +-1 sigma: a star's Gaussian observational noise in phase space is approximately ``offsets @ u``
-    with u ~ N(0, I_4) (exact for the proper motions and the radial velocity, on which (x, v) depend
-    linearly; the parallax's 1/parallax is linearised, good to (error/parallax)^2)."""
+def velocity_error_offsets(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 3, 3): the change of a star's heliocentric velocity [km/s] when pmra, pmdec and
+    radial_velocity in turn move by their quoted 1-sigma errors (columns ``<name>_error``), at its
+    observed position and parallax. The velocity is linear in these three observables there, so the
+    star's velocity noise from them is exactly Gaussian, ``offsets @ u`` with u ~ N(0, I_3), and its
+    phase-space density is the error-free one blurred by that kernel (a convolution in velocity at a
+    fixed position). The parallax's error, which moves the star along its line of sight and rescales
+    its tangential velocity non-linearly, is not in it."""
     n = len(obs["ra"])
-    out = np.empty((n, 6, len(NOISY_OBSERVABLES)))
-    for j, name in enumerate(NOISY_OBSERVABLES):
-        step = obs[f"{name}_error"]
-        hi = observables_to_helio({**obs, name: obs[name] + step})
-        lo = observables_to_helio({**obs, name: obs[name] - step})
-        out[:, :, j] = 0.5 * (np.concatenate(hi, axis=1) - np.concatenate(lo, axis=1))
+    out = np.empty((n, 3, len(VELOCITY_OBSERVABLES)))
+    _, v0 = observables_to_helio(obs)
+    for j, name in enumerate(VELOCITY_OBSERVABLES):
+        _, v = observables_to_helio({**obs, name: obs[name] + obs[f"{name}_error"]})
+        out[:, :, j] = v - v0
     return out
 
 
