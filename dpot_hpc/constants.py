@@ -21,6 +21,9 @@ TIME_UNIT_MYR = 977.79
 #: Laplacian of Phi [(km/s)^2/kpc^2] -> density [Msun/pc^3].
 LAPLACIAN_TO_RHO_MSUN_PC3 = MSUN_PER_KPC3_TO_MSUN_PER_PC3 / (4.0 * math.pi * G_KPC_KMS2_PER_MSUN)
 
+#: km/s per (mas/yr x kpc): a proper motion at a distance as a tangential velocity (1 au/yr in km/s).
+KMS_PER_MASYR_KPC = 4.740470463
+
 #: The six phase-space columns of the heliocentric Galactic Cartesian frame, in this order.
 PHASE_SPACE_COLUMNS = ("x", "y", "z", "vx", "vy", "vz")
 PHASE_SPACE_UNITS = ("kpc", "kpc", "kpc", "km/s", "km/s", "km/s")

@@ -33,8 +33,8 @@ from ..config import Config
 from ..constants import PHASE_SPACE_COLUMNS, PHASE_SPACE_UNITS
 from ..errors import DpotWarning
 from ..physics.frames import galcen_to_helio
-from ..physics.gaia import (ERRORS, OBSERVABLE_UNITS, OBSERVABLES, absolute_g, add_noise, observables_to_helio,
-                            velocity_error_offsets)
+from ..physics.gaia import (ERRORS, OBSERVABLE_UNITS, OBSERVABLES, ObservedErrors, absolute_g, add_noise,
+                            observables_to_helio, observed_errors)
 from .h5io import atomic_h5
 from .provenance import PREPARED_SETTINGS, fingerprint, stamp
 from .selection import EdgeLosses, edge_warning, rim_warning
@@ -206,18 +206,17 @@ def read_prepared(path: str | Path) -> tuple[torch.Tensor, dict]:
         return torch.from_numpy(w), json.loads(f.attrs["provenance"])
 
 
-def read_velocity_errors(path: str | Path) -> torch.Tensor:
-    """(N, 3, 3) float64: each prepared star's velocity noise per unit normal draw from its proper-motion
-    and radial-velocity errors (``physics.gaia.velocity_error_offsets``), from the observables and quoted
-    errors the prepared sample keeps (gaia format); CatalogueError naming the file and the missing
-    columns otherwise."""
+def read_observed_errors(path: str | Path) -> ObservedErrors:
+    """Each prepared star's noisy observables, their quoted errors and its line-of-sight directions
+    (``physics.gaia.ObservedErrors``), from the columns a prepared sample of the gaia format keeps;
+    CatalogueError naming the file and the missing columns otherwise."""
     with h5py.File(path, "r") as f:
         missing = [c for c in (*OBSERVABLES, *ERRORS) if c not in f]
         if missing:
             raise CatalogueError(f"prepared sample {path} has no {', '.join(missing)}: the noise model needs the Gaia "
                                  "observables and their quoted errors (catalogue.format: gaia with the error columns)")
         obs = {c: f[c][()].astype(np.float64) for c in (*OBSERVABLES, *ERRORS)}
-    return torch.from_numpy(velocity_error_offsets(obs))
+    return observed_errors(obs)
 
 
 def bootstrap_indices(n: int, seed: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from ..constants import RHO_BARYON_MPH15_MSUN_PC3
 from ..errors import DpotError
 from ..data.cache import build_cache, read_cache, write_cache
 from ..data.h5io import atomic_h5, load_tree, save_tree
-from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_prepared, read_velocity_errors
+from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_observed_errors, read_prepared
 from ..data.provenance import stamp, verify
 from ..data.mockfile import MockTruth
 from ..data.runfolder import RunFolder
@@ -37,6 +37,7 @@ from ..models.potential import PotentialNet, evaluate
 from ..models.potential_training import build_potential, train_potential
 from ..models.training import Interrupted, LoopHooks, StopRequest, never, nothing
 from ..physics.frames import SunFrame
+from ..physics.gaia import ObservedErrors
 from ..physics.scalars import evaluation_grid, scalars_from_fields
 from ..progress import MemberLog
 from .plan import MemberSpec, cache_flows, noise_level, potential_cache
@@ -58,7 +59,7 @@ class RunContext:
     stop: StopRequest = never
     between: Callable[[], None] = nothing
     _stars: torch.Tensor | None = field(default=None, repr=False)
-    _offsets: torch.Tensor | None = field(default=None, repr=False)
+    _errors: ObservedErrors | None = field(default=None, repr=False)
 
     def stars(self) -> torch.Tensor:
         """The prepared sample (N, 6): x, y, z [kpc], vx, vy, vz [km/s], heliocentric."""
@@ -66,11 +67,11 @@ class RunContext:
             self._stars = read_prepared(self.folder.prepared)[0]
         return self._stars
 
-    def velocity_errors(self) -> torch.Tensor:
-        """The prepared stars' velocity noise per unit normal draw (N, 3, 3) [km/s]."""
-        if self._offsets is None:
-            self._offsets = read_velocity_errors(self.folder.prepared)
-        return self._offsets
+    def observed_errors(self) -> ObservedErrors:
+        """The prepared stars' noisy observables, quoted errors and line-of-sight directions."""
+        if self._errors is None:
+            self._errors = read_observed_errors(self.folder.prepared)
+        return self._errors
 
 
 @dataclass(frozen=True)
@@ -166,9 +167,9 @@ def _train_member(spec: MemberSpec, ctx: RunContext, what: str, arch: dict,
 
 
 # --- DF members ---------------------------------------------------------------
-def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor, offsets: torch.Tensor | None = None) -> Path:
-    """Train (or resume, or skip if done) one DF member on stars (N, 6), through their velocity errors
-    when ``offsets`` (N, 3, 3) are given (``df.deconvolve``); returns its file."""
+def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor, errors: ObservedErrors | None = None) -> Path:
+    """Train (or resume, or skip if done) one DF member on stars (N, 6), through their observational
+    errors when ``errors`` are given (``df.deconvolve``); returns its file."""
     cfg = ctx.cfg
     arch = {"transforms": cfg.df.transforms, "components": cfg.df.components, "hidden": json.dumps(list(cfg.df.hidden)),
             "rotate_velocities": cfg.df.rotate_velocities, "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
@@ -176,7 +177,7 @@ def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor, offset
     def train(seed, checkpoint, resume, log) -> Trained:
         flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc,
                                  LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop, ctx.between), cfg.frame.sun(),
-                                 offsets)
+                                 errors)
         attrs = {"best_val_loss": state.best_val, "best_epoch": state.best_epoch}
         return flow.state_dict(), state.history, attrs, f"done: {spec.path(ctx.folder)}"
 
@@ -196,16 +197,16 @@ def load_flow(path: Path) -> Flow:
     return flow.eval()
 
 
-def df_member_data(spec: MemberSpec, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+def df_member_data(spec: MemberSpec, ctx: RunContext) -> tuple[torch.Tensor, ObservedErrors | None]:
     """The stars a DF member trains on (its pipeline decides how they are resampled) and, with
-    ``df.deconvolve``, their velocity noise per unit normal draw (else None)."""
+    ``df.deconvolve``, their observables and errors (else None)."""
     seed = spec.seed(ctx.cfg.run.seed)
-    offsets = ctx.velocity_errors() if ctx.cfg.df.deconvolve else None
+    errors = ctx.observed_errors() if ctx.cfg.df.deconvolve else None
     if spec.pipeline == "df_seed":
-        return ctx.stars(), offsets
+        return ctx.stars(), errors
     if spec.pipeline == "bootstrap":
         rows = torch.from_numpy(bootstrap_indices(ctx.stars().shape[0], seed))
-        return ctx.stars()[rows], None if offsets is None else offsets[rows]
+        return ctx.stars()[rows], None if errors is None else errors.rows(rows)
     if noise_level(spec.pipeline):
         path = ctx.folder.sample(spec.id)
         if path.exists():

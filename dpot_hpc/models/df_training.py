@@ -12,6 +12,7 @@ import torch
 from ..config import DFSection
 from ..physics.cbe import helio_frame_vectors
 from ..physics.frames import SunFrame
+from ..physics.gaia import ObservedErrors
 from .flows import Flow, log_prob_through_errors
 from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
@@ -48,13 +49,12 @@ def build_flow(df: DFSection, seed: int, r_max_kpc: float, sun: SunFrame | None 
 
 def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
                hooks: LoopHooks = LoopHooks(), sun: SunFrame | None = None,
-               offsets: torch.Tensor | None = None) -> tuple[Flow, DFTrainState]:
+               errors: ObservedErrors | None = None) -> tuple[Flow, DFTrainState]:
     """Fit a flow to stars (N, 6) float64 physical coordinates (kpc, km/s); ``sun``: the frame whose
     azimuth the velocities are turned to when ``df.rotate_velocities`` (``build_flow``). With
-    ``offsets`` (N, 3, 3), each star's velocity noise per unit normal draw
-    (``physics.gaia.velocity_error_offsets``), the flow is fitted through those errors
-    (``flows.log_prob_through_errors``, fresh draws per star and step, fixed draws for validation):
-    it models the DF free of them.
+    ``errors``, the stars' noisy observables and quoted errors (``physics.gaia.ObservedErrors``), the
+    flow is fitted through the errors (``flows.log_prob_through_errors``, fresh draws per star and
+    step, fixed draws for validation): it models the error-free DF.
 
     ``hooks.checkpoint(payload)`` is called every ``df.checkpoint_every_epochs`` epochs with everything
     needed to continue; pass that payload back as ``hooks.resume`` to continue bit-for-bit. When
@@ -70,16 +70,15 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
     train_u = flow.to_unbounded(stars[train_idx])[0]
     flow.set_standardisation(train_u.mean(0), train_u.std(0), n)
     flow.to(device)
-    if offsets is None:
+    if errors is None:
         z_train = flow.standardise(stars[train_idx].to(device))
         z_val = flow.standardise(stars[val_idx].to(device))
         n_train = z_train.shape[0]
     else:
-        w_train, o_train = stars[train_idx].to(device), offsets[train_idx].to(device)
-        w_val, o_val = stars[val_idx].to(device), offsets[val_idx].to(device)
-        u_val = torch.randn(n_val, PAIRS, o_val.shape[-1], generator=torch.Generator().manual_seed(seed + 2),
+        e_train, e_val = errors.rows(train_idx).to(device), errors.rows(val_idx).to(device)
+        u_val = torch.randn(n_val, PAIRS, 4, generator=torch.Generator().manual_seed(seed + 2),
                             dtype=torch.float64).to(device)
-        n_train = w_train.shape[0]
+        n_train = train_idx.shape[0]
     opt = torch.optim.AdamW([{"params": list(flow.parameters()), "base_lr": df.learning_rate}],
                             lr=df.learning_rate, weight_decay=df.weight_decay)
     steps_per_epoch = max(1, math.ceil(n_train / df.batch_size))
@@ -93,18 +92,18 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
     state = run.state
 
     def train_loss(idx: torch.Tensor) -> torch.Tensor:
-        if offsets is None:
+        if errors is None:
             return -flow.log_prob_standard(z_train[idx]).mean()
-        u = torch.randn(idx.shape[0], PAIRS, o_train.shape[-1], generator=run.rng, dtype=torch.float64).to(device)
-        return -log_prob_through_errors(flow, w_train[idx], o_train[idx], u).mean()
+        u = torch.randn(idx.shape[0], PAIRS, 4, generator=run.rng, dtype=torch.float64).to(device)
+        return -log_prob_through_errors(flow, e_train.rows(idx), u).mean()
 
     def val_loss() -> float:
         with torch.no_grad():
             tot = 0.0
             for i in range(0, n_val, 8192):
                 b = slice(i, i + 8192)
-                lp = (flow.log_prob_standard(z_val[b]) if offsets is None
-                      else log_prob_through_errors(flow, w_val[b], o_val[b], u_val[b]))
+                lp = (flow.log_prob_standard(z_val[b]) if errors is None
+                      else log_prob_through_errors(flow, e_val.rows(b), u_val[b]))
                 tot += -lp.double().sum().item()
             return tot / n_val
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..physics.frames import velocities_at_sun_azimuth
+from ..physics.gaia import ObservedErrors, phase_space
 
 D = 6
 LOG_SCALE_BOUND = 4.0
@@ -258,22 +259,30 @@ class Flow(nn.Module):
         return torch.cat([x, self._turned(x, u[..., 3:], inverse=True)], -1)
 
 
-def log_prob_through_errors(flow: Flow, w: torch.Tensor, offsets: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """ln of the flow's f averaged over each star's velocity noise (N,), up to a constant: the density
-    of the observed stars w (N, 6) when f is the DF free of that noise, so that a flow trained on it
-    deconvolves it. The noise of star i is offsets[i] @ u for u ~ N(0, I_3) (``offsets`` (N, 3, 3), km/s,
-    from ``physics.gaia.velocity_error_offsets``), a Gaussian blur in velocity at the star's position;
-    the average over it is estimated from P antithetic pairs v +- offsets @ u_p (``u`` (N, P, 3),
-    standard normal draws), each pair's mean being f plus its second-order blur (1/2) tr(Sigma Hess_v f)
-    exactly, the odd terms cancelling. The ln of a mean of draws is biased low (Jensen), which would
-    leave part of the blur in the fitted f; with P >= 2 the bias's leading term, Var(pair means) /
-    (2 P mean^2), is estimated from the pairs and added (the delta method)."""
+def log_prob_through_errors(flow: Flow, errors: ObservedErrors, u: torch.Tensor) -> torch.Tensor:
+    """ln of the density of the stars' observed observables when the flow's f is their error-free DF
+    (N,), up to a constant per star, so that a flow trained on it deconvolves the errors.
+
+    With Gaussian errors in (parallax, pmra, pmdec, radial_velocity) (``errors``, from
+    ``physics.gaia.observed_errors``), the density at the observed values is the mean, over draws of
+    the true values theta' = theta + sigma u (u ~ N(0, I_4)), of f at their exact phase-space point
+    times the Jacobian |d(x, v)/d(theta)| = 4.74^2 parallax'^-6 (the angles fixed). It is estimated
+    from P antithetic pairs theta +- sigma u_p (``u`` (N, P, 4)), whose odd terms cancel. The ln of a
+    mean of draws is biased low (Jensen), which leaves part of the blur in the fitted f; with P >= 2
+    the bias's leading term, Var(pair means) / (2 P mean^2), is estimated from the pairs and added
+    (the delta method). A draw whose parallax puts it beyond the selection sphere (or behind the Sun)
+    stays at the observed values: the kernel so truncated is still symmetric in the observables, so the
+    density it implies for the selected stars keeps its normalisation."""
     n, p = u.shape[0], u.shape[1]
-    dv = (offsets.to(w)[:, None] @ u.to(w)[..., None]).squeeze(-1)  # (N, P, 3)
-    x = w[:, None, :3].expand(n, 2 * p, 3)
-    v = torch.cat([w[:, None, 3:] + dv, w[:, None, 3:] - dv], 1)
-    z, logdet = flow._standardised(torch.cat([x, v], -1).reshape(-1, 6))
-    lp = (flow.log_prob_standard(z) + logdet.to(z.dtype)).view(n, 2 * p)
+    basis, theta, sigma = errors.basis, errors.theta, errors.sigma
+    du = sigma[:, None] * u.to(theta)  # (N, P, 4)
+    draws = torch.cat([theta[:, None] + du, theta[:, None] - du], 1)  # (N, 2P, 4)
+    kept = draws[..., 0] > 1.0 / float(flow.r_max_kpc)
+    draws = torch.where(kept[..., None], draws, theta[:, None])
+    w = phase_space(basis[:, None].expand(n, 2 * p, 3, 3), draws).reshape(-1, 6)
+    z, logdet = flow._standardised(w)
+    jac = -6.0 * torch.log(draws[..., 0] / theta[:, None, 0])
+    lp = (flow.log_prob_standard(z) + logdet.to(z.dtype)).view(n, 2 * p) + jac.to(z.dtype)
     blurred = torch.logsumexp(lp, 1) - math.log(2.0 * p)
     if p > 1:
         pair = torch.exp(lp.view(n, 2, p) - blurred[:, None, None]).mean(1)  # pair means / overall mean

@@ -6,9 +6,14 @@ mas/yr; radial_velocity in km/s. Pure functions over numpy arrays.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import astropy.coordinates as coord
 import astropy.units as u
 import numpy as np
+import torch
+
+from ..constants import KMS_PER_MASYR_KPC
 
 OBSERVABLES = ("ra", "dec", "parallax", "pmra", "pmdec", "radial_velocity")
 ERRORS = ("parallax_error", "pmra_error", "pmdec_error", "radial_velocity_error")
@@ -56,25 +61,52 @@ def add_noise(obs: dict[str, np.ndarray], rng: np.random.Generator, scale: float
     return out
 
 
-#: The quoted errors whose effect on the velocity ``velocity_error_offsets`` gives, in the order of its last axis.
-VELOCITY_OBSERVABLES = ("pmra", "pmdec", "radial_velocity")
+#: The observables whose quoted errors ``ObservedErrors`` carries, in the order of its columns.
+NOISY_OBSERVABLES = ("parallax", "pmra", "pmdec", "radial_velocity")
 
 
-def velocity_error_offsets(obs: dict[str, np.ndarray]) -> np.ndarray:
-    """(N, 3, 3): the change of a star's heliocentric velocity [km/s] when pmra, pmdec and
-    radial_velocity in turn move by their quoted 1-sigma errors (columns ``<name>_error``), at its
-    observed position and parallax. The velocity is linear in these three observables there, so the
-    star's velocity noise from them is exactly Gaussian, ``offsets @ u`` with u ~ N(0, I_3), and its
-    phase-space density is the error-free one blurred by that kernel (a convolution in velocity at a
-    fixed position). The parallax's error, which moves the star along its line of sight and rescales
-    its tangential velocity non-linearly, is not in it."""
-    n = len(obs["ra"])
-    out = np.empty((n, 3, len(VELOCITY_OBSERVABLES)))
-    _, v0 = observables_to_helio(obs)
-    for j, name in enumerate(VELOCITY_OBSERVABLES):
-        _, v = observables_to_helio({**obs, name: obs[name] + obs[f"{name}_error"]})
-        out[:, :, j] = v - v0
-    return out
+@dataclass(frozen=True)
+class ObservedErrors:
+    """Each star's noisy observables and their 1-sigma errors, with the directions that turn them into
+    heliocentric Galactic phase space (``phase_space``). All (N, ...) float64 tensors:
+    ``basis`` (N, 3, 3), columns the line of sight n and the directions of increasing ra and dec (unit
+    vectors in Galactic Cartesian axes); ``theta`` (N, 4) and ``sigma`` (N, 4): parallax [mas], pmra,
+    pmdec [mas/yr], radial_velocity [km/s] (``NOISY_OBSERVABLES``) and their errors."""
+
+    basis: torch.Tensor
+    theta: torch.Tensor
+    sigma: torch.Tensor
+
+    def rows(self, idx) -> "ObservedErrors":
+        return ObservedErrors(self.basis[idx], self.theta[idx], self.sigma[idx])
+
+    def to(self, device) -> "ObservedErrors":
+        return ObservedErrors(self.basis.to(device), self.theta.to(device), self.sigma.to(device))
+
+
+def observed_errors(obs: dict[str, np.ndarray]) -> ObservedErrors:
+    """``ObservedErrors`` of stars given as Gaia columns (observables and ``<name>_error``): the
+    directions from astropy's ICRS -> Galactic transform (the tangential ones as the velocity of a unit
+    proper motion at unit distance)."""
+    unit = {**obs, "parallax": np.ones_like(obs["parallax"]), "pmra": np.zeros_like(obs["pmra"]),
+            "pmdec": np.zeros_like(obs["pmdec"]), "radial_velocity": np.zeros_like(obs["radial_velocity"])}
+    n_hat, _ = observables_to_helio(unit)
+    _, e_ra = observables_to_helio({**unit, "pmra": np.ones_like(obs["pmra"])})
+    _, e_dec = observables_to_helio({**unit, "pmdec": np.ones_like(obs["pmdec"])})
+    basis = np.stack([n_hat, e_ra / KMS_PER_MASYR_KPC, e_dec / KMS_PER_MASYR_KPC], axis=-1)
+    theta = np.stack([obs[k] for k in NOISY_OBSERVABLES], axis=1)
+    sigma = np.stack([obs[f"{k}_error"] for k in NOISY_OBSERVABLES], axis=1)
+    return ObservedErrors(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in (basis, theta, sigma)))
+
+
+def phase_space(basis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Heliocentric (x [kpc], v [km/s]) (..., 6) of observables theta (..., 4) (parallax [mas], pmra,
+    pmdec [mas/yr], radial_velocity [km/s]) along the directions ``basis`` (..., 3, 3)
+    (``ObservedErrors``): x = n / parallax, v = v_r n + 4.74047 (pmra e_ra + pmdec e_dec) / parallax."""
+    plx = theta[..., :1]
+    x = basis[..., 0] / plx
+    v = theta[..., 3:4] * basis[..., 0] + KMS_PER_MASYR_KPC * (theta[..., 1:2] * basis[..., 1] + theta[..., 2:3] * basis[..., 2]) / plx
+    return torch.cat([x, v], -1)
 
 
 #: The DR3-like error model (``dr3_like_errors``): parallax error at G <= 10 and at G >= 15 [mas], and
