@@ -180,10 +180,10 @@ class DFSection(Section):
     rotate_velocities: StrictBool = _field(False, help="the flows model each star's velocity turned about the Galactic "
                                                        "axis to the Sun's azimuth (determinant 1; docs/method.md, "
                                                        "'DF: flows'); false: heliocentric velocities as they are")
-    deconvolve: StrictBool = _field(False, help="fit each flow through the stars' quoted proper-motion and radial-velocity "
-                                                "errors, so that it models the DF free of them (gaia format; 3.5 times the "
-                                                "training time; docs/method.md, 'Fitting the flows through the errors'); "
-                                                "false: the flows model the stars as observed")
+    deconvolve: StrictBool = _field(False, help="fit each flow through the stars' quoted parallax, proper-motion and "
+                                                "radial-velocity errors, so that it models the error-free DF (gaia format; "
+                                                "3.5 times the training time; docs/method.md, 'Fitting the flows through the "
+                                                "errors'); false: the flows model the stars as observed")
     batch_size: Int = _field(2048, ge=16, help="stars per optimisation step")
     max_epochs: Int = _field(30, ge=1, help="upper bound on passes over the training stars")
     learning_rate: Float = _field(3e-3, ge=1e-6, le=1.0, help="initial Adam learning rate (cosine-decayed)")
