@@ -12,7 +12,13 @@ against the truth is tabulated for each.
 ``--set`` applies to the noisy runs only, and ``--tag`` names them apart (noise_x4_nocut); each noisy
 entry records how many stars its quality cuts kept (``prepared_stars``: the parallax_over_error cut
 drops more of the distant stars as the errors grow, which no noise correction undoes) and the share
-they removed near the sphere's edge and well inside (``edge_losses``, data.selection).
+they removed near the sphere's edge and well inside (``edge_losses``, data.selection). Every run also
+records its best-fit gradient cache's errors against the mock's exact DF (``gradients``,
+df_accuracy.cache_errors), where the noise's blur shows before it reaches the scalars. The default
+ensemble with its flows fitted through the errors, and without (the uncorrected baseline):
+
+    python benchmarks/noise_bias.py --scales 2 --set ensemble.df_seed=0 --set ensemble.obs_noise=0 --set df.deconvolve=true --tag deconv
+    python benchmarks/noise_bias.py --scales 2 --set ensemble.df_seed=0 --set ensemble.obs_noise=0 --tag plain
 
 Writes benchmarks/results/noise_bias.json and prints a Markdown table (~15 min per noisy run and
 ~7 min per clean run on 2 cores; finished runs are reused).
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from df_accuracy import cache_errors
 from runs import HERE, ROOT, commit, finished_run, machine, run_commit, write_json
 
 from dpot_hpc.data.prepare import read_provenance
@@ -50,7 +57,8 @@ def main() -> None:
         clean, wall = finished_run(work / fam / "clean", base)
         truth = clean["truth"]
         entry = {"truth": truth, "clean": {"value": {k: clean["final"][k]["value"] for k in SCALARS}, "wall_s": wall,
-                                           "run_commit": run_commit(work / fam / "clean")},
+                                           "run_commit": run_commit(work / fam / "clean"),
+                                           "gradients": cache_errors(str(work / fam / "clean"))[0]["best_fit"]},
                  "noisy": old.get("families", {}).get(fam, {}).get("noisy", {})}  # other scales and tags stay
         names = [f"{s:g}" + (f"_{args.tag}" if args.tag else "") for s in args.scales]
         for s, name in zip(args.scales, names):
@@ -64,6 +72,7 @@ def main() -> None:
                 "half_width_68": {k: noisy["final"][k]["half_width_68"] for k in SCALARS},
                 "half_width_95": {k: noisy["final"][k]["half_width_95"] for k in SCALARS},
                 "how": noisy["final"]["a_x"]["how"], "simex": noisy["simex"], "wall_s": wall,
+                "gradients": cache_errors(str(run_dir))[0]["best_fit"],
                 "run_commit": run_commit(run_dir)}
         result["families"][fam] = entry
         for k in SCALARS:
