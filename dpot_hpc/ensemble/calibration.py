@@ -33,8 +33,9 @@ def calibration_ids(cfg: Config) -> list[str]:
 def calibration_config(cfg: Config, name: str, n_stars: int) -> Config:
     """The configuration of calibration run ``name``: the run's own, on the built-in mock of that family
     with ``n_stars`` stars (read as Gaia observables when the run reads those, else as Cartesian
-    columns; with DR3-like errors when the run's flows are fitted through the errors), run and mock seeds derived from the run seed and the name, in
-    ``<run.dir>/calibration/<name>``, without calibration runs of its own."""
+    columns; with DR3-like errors when the run's flows are fitted through the errors), run and mock
+    seeds derived from the run seed and the name, in ``<run.dir>/calibration/<name>``, without
+    calibration runs of its own."""
     family = name.rsplit("-", 1)[0]
     d = cfg.to_dict()
     d["run"] = {**d["run"], "dir": str(Path(cfg.run.dir) / CALIBRATION_DIR / name),

@@ -20,8 +20,8 @@ from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_
 #: History columns of a DF member: epoch, mean training loss, validation loss (-<ln p> per star), learning rate.
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")
 #: Antithetic pairs of noise draws per star and step when a flow is fitted through the errors (4 flow
-#: evaluations per star). On a toy Gaussian DF whose noise is 0.3-0.6 of its dispersion, 2 pairs
-#: removed 85-91% of the blur's variance, 1 pair (no bias estimate) 57-76%, 8 pairs all of it.
+#: evaluations per star). On Gaussian test DFs blurred by 0.3-0.6 of their dispersion, 2 pairs removed
+#: 85-100% of the blur's variance, 1 pair (which gives no estimate of the log's bias) 57-76%, 8 all of it.
 PAIRS = 2
 
 

@@ -1,7 +1,8 @@
 """Gaia DR3 observables <-> heliocentric Galactic Cartesian phase space (astropy both ways).
 
 ra, dec in deg; parallax in mas (distance = 1/parallax); pmra = mu_alpha* cos(dec) and pmdec in
-mas/yr; radial_velocity in km/s. Pure functions over numpy arrays.
+mas/yr; radial_velocity in km/s. Pure functions over numpy arrays, and over torch tensors for the
+observables' exact turn into phase space that fitting through the errors draws from (``phase_space``).
 """
 
 from __future__ import annotations
