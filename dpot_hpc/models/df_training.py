@@ -70,15 +70,14 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
     train_u = flow.to_unbounded(stars[train_idx])[0]
     flow.set_standardisation(train_u.mean(0), train_u.std(0), n)
     flow.to(device)
+    n_train = train_idx.shape[0]
     if errors is None:
         z_train = flow.standardise(stars[train_idx].to(device))
         z_val = flow.standardise(stars[val_idx].to(device))
-        n_train = z_train.shape[0]
     else:
         e_train, e_val = errors.rows(train_idx).to(device), errors.rows(val_idx).to(device)
         u_val = torch.randn(n_val, PAIRS, 4, generator=torch.Generator().manual_seed(seed + 2),
                             dtype=torch.float64).to(device)
-        n_train = train_idx.shape[0]
     opt = torch.optim.AdamW([{"params": list(flow.parameters()), "base_lr": df.learning_rate}],
                             lr=df.learning_rate, weight_decay=df.weight_decay)
     steps_per_epoch = max(1, math.ceil(n_train / df.batch_size))

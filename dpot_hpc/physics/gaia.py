@@ -17,7 +17,9 @@ import torch
 from ..constants import KMS_PER_MASYR_KPC
 
 OBSERVABLES = ("ra", "dec", "parallax", "pmra", "pmdec", "radial_velocity")
-ERRORS = ("parallax_error", "pmra_error", "pmdec_error", "radial_velocity_error")
+#: The observables with quoted errors (the sky positions' are negligible here), and those errors' columns.
+NOISY_OBSERVABLES = ("parallax", "pmra", "pmdec", "radial_velocity")
+ERRORS = tuple(f"{name}_error" for name in NOISY_OBSERVABLES)
 #: Every Gaia DR3 column the ``gaia`` catalogue format reads (names as in the Gaia archive).
 COLUMNS = (*OBSERVABLES, *ERRORS, "phot_g_mean_mag", "ruwe", "source_id")
 OBSERVABLE_UNITS = {"ra": "deg", "dec": "deg", "parallax": "mas", "pmra": "mas/yr", "pmdec": "mas/yr",
@@ -57,13 +59,9 @@ def add_noise(obs: dict[str, np.ndarray], rng: np.random.Generator, scale: float
     """A copy of obs with Gaussian noise of ``scale`` times the quoted errors added to parallax, proper
     motions and radial velocity (positions on the sky are kept: their errors are negligible here)."""
     out = dict(obs)
-    for name in ("parallax", "pmra", "pmdec", "radial_velocity"):
+    for name in NOISY_OBSERVABLES:
         out[name] = obs[name] + rng.standard_normal(obs[name].shape) * (scale * obs[f"{name}_error"])
     return out
-
-
-#: The observables whose quoted errors ``ObservedErrors`` carries, in the order of its columns.
-NOISY_OBSERVABLES = ("parallax", "pmra", "pmdec", "radial_velocity")
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,7 @@ def observed_errors(obs: dict[str, np.ndarray]) -> ObservedErrors:
     _, e_dec = observables_to_helio({**unit, "pmdec": np.ones_like(obs["pmdec"])})
     basis = np.stack([n_hat, e_ra / KMS_PER_MASYR_KPC, e_dec / KMS_PER_MASYR_KPC], axis=-1)
     theta = np.stack([obs[k] for k in NOISY_OBSERVABLES], axis=1)
-    sigma = np.stack([obs[f"{k}_error"] for k in NOISY_OBSERVABLES], axis=1)
+    sigma = np.stack([obs[k] for k in ERRORS], axis=1)
     return ObservedErrors(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in (basis, theta, sigma)))
 
 
@@ -106,7 +104,8 @@ def phase_space(basis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     (``ObservedErrors``): x = n / parallax, v = v_r n + 4.74047 (pmra e_ra + pmdec e_dec) / parallax."""
     plx = theta[..., :1]
     x = basis[..., 0] / plx
-    v = theta[..., 3:4] * basis[..., 0] + KMS_PER_MASYR_KPC * (theta[..., 1:2] * basis[..., 1] + theta[..., 2:3] * basis[..., 2]) / plx
+    tangential = theta[..., 1:2] * basis[..., 1] + theta[..., 2:3] * basis[..., 2]
+    v = theta[..., 3:4] * basis[..., 0] + KMS_PER_MASYR_KPC * tangential / plx
     return torch.cat([x, v], -1)
 
 
