@@ -42,7 +42,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", nargs="+", default=["barred_isothermal"])
     ap.add_argument("--scales", nargs="+", type=float, default=[1.0, 2.0])
-    ap.add_argument("--seed", type=int, default=1, help="mock.seed: the same stars in every run")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="mock.seed: the same stars in every run; seeds other than 1 are kept as FAMILY_seedN")
     ap.add_argument("--set", dest="settings", action="append", default=[], help="KEY=VALUE for the noisy runs")
     ap.add_argument("--tag", default="", help="suffix of the noisy runs' names (with --set)")
     args = ap.parse_args()
@@ -54,15 +55,17 @@ def main() -> None:
     rows = []
     for fam in args.families:
         base = [f"mock.family={fam}", f"mock.seed={args.seed}"]
-        clean, wall = finished_run(work / fam / "clean", base)
+        key = fam if args.seed == 1 else f"{fam}_seed{args.seed}"  # other realizations stay apart
+        clean, wall = finished_run(work / key / "clean", base)
         truth = clean["truth"]
         entry = {"truth": truth, "clean": {"value": {k: clean["final"][k]["value"] for k in SCALARS}, "wall_s": wall,
-                                           "run_commit": run_commit(work / fam / "clean"),
-                                           "gradients": cache_errors(str(work / fam / "clean"))[0]["best_fit"]},
-                 "noisy": old.get("families", {}).get(fam, {}).get("noisy", {})}  # other scales and tags stay
+                                           "run_commit": run_commit(work / key / "clean"),
+                                           "gradients": cache_errors(str(work / key / "clean"))[0]["best_fit"]},
+                 "mock_seed": args.seed,
+                 "noisy": old.get("families", {}).get(key, {}).get("noisy", {})}  # other scales and tags stay
         names = [f"{s:g}" + (f"_{args.tag}" if args.tag else "") for s in args.scales]
         for s, name in zip(args.scales, names):
-            run_dir = work / fam / f"noise_x{name}"
+            run_dir = work / key / f"noise_x{name}"
             noisy, wall = finished_run(run_dir, [*base, f"mock.noise_scale={s}", *args.settings], PROFILE)
             prov = read_provenance(run_dir / "prepared.h5")
             entry["noisy"][name] = {"settings": args.settings, "prepared_stars": prov["n_stars"],
@@ -74,9 +77,9 @@ def main() -> None:
                 "how": noisy["final"]["a_x"]["how"], "simex": noisy["simex"], "wall_s": wall,
                 "gradients": cache_errors(str(run_dir))[0]["best_fit"],
                 "run_commit": run_commit(run_dir)}
-        result["families"][fam] = entry
+        result["families"][key] = entry
         for k in SCALARS:
-            line = f"| {fam} | {k} | {truth[k]:.4f} | {entry['clean']['value'][k] - truth[k]:+.4f} |"
+            line = f"| {key} | {k} | {truth[k]:.4f} | {entry['clean']['value'][k] - truth[k]:+.4f} |"
             for name in names:
                 n = entry["noisy"][name]
                 line += (f" {n['uncorrected'][k] - truth[k]:+.4f} | {n['corrected'][k] - truth[k]:+.4f} "
