@@ -1,5 +1,5 @@
 """`dpot-hpc bench --quick` writes the documented JSON and table; the analytic FLOP count of a
-potential step is the hand count, and the achieved rate cannot exceed the measured matmul rate by
+potential step is the hand count, and the achieved rate cannot exceed the measured matmul ceiling by
 more than a margin (elementwise work is not counted)."""
 
 import json
