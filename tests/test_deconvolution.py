@@ -115,6 +115,8 @@ def test_a_run_fits_its_flows_through_the_prepared_stars_errors(tmp_path):
     np.testing.assert_array_equal(errors.sigma[:, 3].numpy(), rv_err)
     s = json.loads((run_dir / "summary.json").read_text())
     assert all(np.isfinite(s["final"][k]["value"]) for k in ("a_x", "rho_R0", "omega_p"))
+    assert {s["final"][k]["how"] for k in s["final"]} == {"deconvolved"}  # the summary says the values are corrected
+    assert "fitted through the stars' quoted errors" in p.stdout
     log = (run_dir / "logs").glob("df-*.log")
     assert any("epoch 2/2" in path.read_text() for path in log)
 

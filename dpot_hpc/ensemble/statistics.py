@@ -205,11 +205,12 @@ def simex(best: dict, base: list[dict[str, float]], levels: dict[float, list[dic
     return out
 
 
-def final_estimate(best: dict, simexed: dict | None) -> dict:
+def final_estimate(best: dict, simexed: dict | None, deconvolved: bool = False) -> dict:
     """The reported value of every scalar with its uncertainty and 68% and 95% half-widths: the SIMEX
     value when the run extrapolates to zero noise (the correction's uncertainty in place of the
-    obs_noise term: the observational noise is what it corrects), else the raw best estimate; ``how``
-    says which."""
+    obs_noise term: the observational noise is what it corrects), else the best estimate itself;
+    ``how`` says which: ``SIMEX``, ``deconvolved`` (the flows were fitted through the quoted errors,
+    so the best estimate is already corrected) or ``raw``."""
     out = {}
     for k in SCALARS:
         b = best[k]
@@ -220,8 +221,16 @@ def final_estimate(best: dict, simexed: dict | None) -> dict:
             out[k] = {"value": simexed[k]["value"], **uncertainty(terms, dof), "how": "SIMEX"}
         else:
             out[k] = {"value": b["median"], **{f: b[f] for f in ("uncertainty", "terms", "dof", "term_dof",
-                                                                 "half_width_68", "half_width_95")}, "how": "raw"}
+                                                                 "half_width_68", "half_width_95")},
+                      "how": "deconvolved" if deconvolved else "raw"}
     return out
+
+
+def correction_words(how: str) -> str:
+    """How the reported values were corrected for the observational noise, as words that follow
+    'median over the ... members' ('' for ``raw``)."""
+    return {"SIMEX": ", extrapolated to zero observational noise (SIMEX)",
+            "deconvolved": ", whose flows were fitted through the stars' quoted errors (df.deconvolve)"}.get(how, "")
 
 
 def format_final(final: dict, best: dict, truth: dict[str, float] | None = None) -> str:
@@ -248,7 +257,7 @@ def format_summary(summary: dict) -> str:
     pipeline's median and 16-84 half-width."""
     how = summary["final"]["a_x"]["how"]
     text = (f"Best estimate: median over the {summary['best_from']} members"
-            + (", extrapolated to zero observational noise (SIMEX)" if how == "SIMEX" else "")
+            + correction_words(how)
             + ";\nbands: Student's t quantiles (dof) times the combined standard deviation (docs/method.md);\n"
               "accelerations in heliocentric axes (x towards the Galactic centre):\n")
     text += format_final(summary["final"], summary["best"], summary["truth"])

@@ -51,7 +51,7 @@ def estimates(cfg: Config, member_scalars: dict[str, dict]) -> dict:
             levels.setdefault(noise_level(pipeline_of(m)), []).append(sc)
     base = [sc for m, sc in member_scalars.items() if pipeline_of(m) == "df_seed"]
     simexed = simex(report["best"], base, levels) if len(levels) >= 2 and base else None
-    return {**report, "simex": simexed, "final": final_estimate(report["best"], simexed)}
+    return {**report, "simex": simexed, "final": final_estimate(report["best"], simexed, cfg.df.deconvolve)}
 
 
 def write_summary(cfg: Config, folder: RunFolder, member_scalars: dict[str, dict], truth: dict | None,

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..ensemble.statistics import pipeline_of
+from ..ensemble.statistics import correction_words, pipeline_of
 from ..physics.scalars import SCALARS
 from .mpl import new_figure
 from .references import Reference
@@ -62,7 +62,7 @@ def caption_scalars(summary: dict, references: tuple[Reference, ...] = ()) -> st
     """What the figure shows, in words."""
     text = ("Every potential member as a point, per pipeline (member count in brackets); bars: each "
             "pipeline's median and 16-84 percentile band. Best estimate (top, black): the median over the "
-            f"{summary['best_from']} members{' extrapolated to zero noise (SIMEX)' if summary['final']['a_x']['how'] == 'SIMEX' else ''}, "
+            f"{summary['best_from']} members{correction_words(summary['final']['a_x']['how'])}, "
             "grey bands: its 68% (dark) and 95% (light) bands. "
             "Accelerations are shell averages in heliocentric axes (x towards the Galactic centre).")
     if summary.get("truth"):

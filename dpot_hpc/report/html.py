@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from html import escape
 
 from .._version import __version__
+from ..ensemble.statistics import correction_words
 from ..physics.scalars import SCALARS
 
 #: Significant digits of the numbers in the tables.
@@ -131,7 +132,7 @@ def render_index(summary: dict, figures: list[FigureEntry], run_name: str, links
 <p>Run folder <code>{escape(run_name)}</code>, {kind}; dpot-hpc {__version__}. Files: {files}</p>
 <nav>{nav}</nav>
 <h2>Best estimate</h2>
-<p>Median over the {escape(summary['best_from'])} members{" extrapolated to zero observational noise (SIMEX)" if summary["final"]["a_x"]["how"] == "SIMEX" else ""};
+<p>Median over the {escape(summary['best_from'])} members{escape(correction_words(summary["final"]["a_x"]["how"]))};
 &plusmn;: the 68% and 95% bands, Student's t quantiles with dof degrees of freedom times the combined
 standard deviation (docs/method.md). Accelerations: shell averages in heliocentric Galactic axes (x towards
 the Galactic centre).</p>
