@@ -60,3 +60,11 @@ def test_bad_yaml_file_names_the_file(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_profile_is_a_valid_configuration(path):
+    # a renamed or removed key, or a combination the cross-checks refuse, stops here, not on a user's cluster
+    cfg = load_config(path)
+    assert cfg.run.dir != Config().run.dir  # each profile writes its own run folder
