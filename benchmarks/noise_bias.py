@@ -44,9 +44,10 @@ SCALARS = ("a_x", "a_y", "a_z", "omega_p", "rho_R0", "rho_dm")
 PROFILE = ROOT / "configs" / "noisy_mock.yaml"
 
 
-def values(summary: dict, part: str = "final") -> dict[str, float]:
-    """Every scalar's reported value (``final``) or raw median (``best``) of a run's summary."""
-    return {k: summary[part][k]["value" if part == "final" else "median"] for k in SCALARS}
+def values(summary: dict, part: str = "final", field: str = "value") -> dict[str, float]:
+    """One field of every scalar in a part of a run's summary: the reported ``value`` (or a half-width)
+    in ``final``, the raw ``median`` in ``best``."""
+    return {k: summary[part][k][field] for k in SCALARS}
 
 
 def noisy_entry(run_dir, settings: list[str], base: list[str]) -> dict:
@@ -59,19 +60,19 @@ def noisy_entry(run_dir, settings: list[str], base: list[str]) -> dict:
     prov = read_provenance(run_dir / "prepared.h5")
     entry = {"settings": settings, "prepared_stars": prov["n_stars"], "edge_losses": prov.get("edge_losses"),
              "corrected": values(noisy),
-             "half_width_68": {k: noisy["final"][k]["half_width_68"] for k in SCALARS},
-             "half_width_95": {k: noisy["final"][k]["half_width_95"] for k in SCALARS},
+             "half_width_68": values(noisy, "final", "half_width_68"),
+             "half_width_95": values(noisy, "final", "half_width_95"),
              "how": how, "simex": noisy["simex"], "wall_s": wall,
              "gradients": cache_errors(str(run_dir))[0]["best_fit"], "run_commit": run_commit(run_dir)}
     if how == "deconvolved":
         plain_dir = run_dir.with_name(run_dir.name + "_plain")
         plain, plain_wall = finished_run(plain_dir, [*base, *settings, "df.deconvolve=false"], PROFILE)
         entry["uncorrected"] = values(plain)
-        entry["uncorrected_run"] = {"half_width_68": {k: plain["final"][k]["half_width_68"] for k in SCALARS},
+        entry["uncorrected_run"] = {"half_width_68": values(plain, "final", "half_width_68"),
                                     "wall_s": plain_wall, "gradients": cache_errors(str(plain_dir))[0]["best_fit"],
                                     "run_commit": run_commit(plain_dir)}
     else:
-        entry["uncorrected"] = values(noisy, "best")
+        entry["uncorrected"] = values(noisy, "best", "median")
     return entry
 
 
@@ -96,7 +97,7 @@ def main() -> None:
         clean, wall = finished_run(work / key / "clean", base)
         truth = clean["truth"]
         entry = {"truth": truth, "mock_seed": args.seed,
-                 "clean": {"value": values(clean), "half_width_68": {k: clean["final"][k]["half_width_68"] for k in SCALARS},
+                 "clean": {"value": values(clean), "half_width_68": values(clean, "final", "half_width_68"),
                            "wall_s": wall, "run_commit": run_commit(work / key / "clean"),
                            "gradients": cache_errors(str(work / key / "clean"))[0]["best_fit"]},
                  "noisy": old.get("families", {}).get(key, {}).get("noisy", {})}  # other scales and tags stay
