@@ -12,7 +12,7 @@ import torch
 from ..config import DFSection
 from ..physics.cbe import helio_frame_vectors
 from ..physics.frames import SunFrame
-from ..physics.gaia import ObservedErrors
+from ..physics.gaia import NOISY_OBSERVABLES, ObservedErrors
 from .flows import Flow, log_prob_through_errors
 from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
@@ -76,7 +76,7 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
         z_val = flow.standardise(stars[val_idx].to(device))
     else:
         e_train, e_val = errors.rows(train_idx).to(device), errors.rows(val_idx).to(device)
-        u_val = torch.randn(n_val, PAIRS, 4, generator=torch.Generator().manual_seed(seed + 2),
+        u_val = torch.randn(n_val, PAIRS, len(NOISY_OBSERVABLES), generator=torch.Generator().manual_seed(seed + 2),
                             dtype=torch.float64).to(device)
     opt = torch.optim.AdamW([{"params": list(flow.parameters()), "base_lr": df.learning_rate}],
                             lr=df.learning_rate, weight_decay=df.weight_decay)
@@ -93,7 +93,7 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
     def train_loss(idx: torch.Tensor) -> torch.Tensor:
         if errors is None:
             return -flow.log_prob_standard(z_train[idx]).mean()
-        u = torch.randn(idx.shape[0], PAIRS, 4, generator=run.rng, dtype=torch.float64).to(device)
+        u = torch.randn(idx.shape[0], PAIRS, len(NOISY_OBSERVABLES), generator=run.rng, dtype=torch.float64).to(device)
         return -log_prob_through_errors(flow, e_train.rows(idx), u).mean()
 
     def val_loss() -> float:
