@@ -259,6 +259,33 @@ def cache_errors(run_dir: str) -> tuple[dict[str, dict[str, float]], dict | None
     return out, avg
 
 
+def component_slopes(g: torch.Tensor, ev: dict) -> list[float]:
+    """Least-squares slope through the origin of fitted against true d ln f/dw_i for each of the six
+    components (x, y, z, v_x, v_y, v_z) over every evaluation point where f > 0: below 1 where the fit
+    is smoother than the truth along that direction, above 1 where sharper."""
+    ok = ev["grad"].abs().sum(-1) > 0
+    g, t = g[ok], ev["grad"][ok]
+    return [float((g[:, i] * t[:, i]).sum() / (t[:, i] ** 2).sum()) for i in range(6)]
+
+
+def best_fit_at_true_stars(run_dir: str) -> dict[str, float | list[float]]:
+    """The mean gradients of the flows that make a finished run's best-fit DF, at its family's evaluation
+    stars (``eval_set``: the same points for every run of the family, so runs on other star sets or with
+    other corrections compare point by point): ``gradient_metrics`` and ``component_slopes``."""
+    import h5py
+
+    from dpot_hpc.data.runfolder import RunFolder
+    from dpot_hpc.ensemble.members import load_flow as load_member_flow
+
+    folder, cfg = RunFolder.open(run_dir)
+    with h5py.File(folder.member("cache", "best_fit"), "r") as f:
+        ids = json.loads(f.attrs["flows"])
+    flows = [load_member_flow(folder.member("df", i)) for i in ids]
+    ev = eval_set(cfg.mock.family)
+    g = evaluate_flows(flows, ev["w"], EVAL_BATCH)[1].mean(0)
+    return {**gradient_metrics(g, ev), "slopes": component_slopes(g, ev)}
+
+
 def averaging(singles: torch.Tensor, ids: list[str], ev: dict) -> dict | None:
     """How a cache's error falls with the number of flows it averages (``singles``: every flow's gradients,
     ``ids`` their members): ``gradient_metrics`` of the mean of the first n flows on the data (df_seed;

@@ -22,7 +22,9 @@ parallax_over_error cut drops more of the distant stars as the errors grow, whic
 undoes) and the share they removed near the sphere's edge and well inside (``edge_losses``,
 data.selection). Every run also records its best-fit gradient cache's errors against the mock's exact
 DF (``gradients``, df_accuracy.cache_errors), where the noise's blur shows before it reaches the
-scalars. Mock seeds other than 1 (other realizations of the same galaxy) are kept as FAMILY_seedN.
+scalars, and the same flows' mean gradients at the family's evaluation stars, the same points for every
+run (``at_true_stars``, df_accuracy.best_fit_at_true_stars: with the slope of fitted against true
+gradient per phase-space component, below 1 where the flows are smoother than the DF). Mock seeds other than 1 (other realizations of the same galaxy) are kept as FAMILY_seedN.
 
 Writes benchmarks/results/noise_bias.json and prints a Markdown table (on 2 cores ~7 min per clean
 run, ~8 min per uncorrected and ~20 min per corrected run; finished runs are reused).
@@ -35,7 +37,7 @@ import json
 
 import yaml
 
-from df_accuracy import cache_errors
+from df_accuracy import best_fit_at_true_stars, cache_errors
 from runs import HERE, ROOT, commit, finished_run, machine, run_commit, write_json
 
 from dpot_hpc.data.prepare import read_provenance
@@ -63,13 +65,15 @@ def noisy_entry(run_dir, settings: list[str], base: list[str]) -> dict:
              "half_width_68": values(noisy, "final", "half_width_68"),
              "half_width_95": values(noisy, "final", "half_width_95"),
              "how": how, "simex": noisy["simex"], "wall_s": wall,
-             "gradients": cache_errors(str(run_dir))[0]["best_fit"], "run_commit": run_commit(run_dir)}
+             "gradients": cache_errors(str(run_dir))[0]["best_fit"],
+             "at_true_stars": best_fit_at_true_stars(str(run_dir)), "run_commit": run_commit(run_dir)}
     if how == "deconvolved":
         plain_dir = run_dir.with_name(run_dir.name + "_plain")
         plain, plain_wall = finished_run(plain_dir, [*base, *settings, "df.deconvolve=false"], PROFILE)
         entry["uncorrected"] = values(plain)
         entry["uncorrected_run"] = {"half_width_68": values(plain, "final", "half_width_68"),
                                     "wall_s": plain_wall, "gradients": cache_errors(str(plain_dir))[0]["best_fit"],
+                                    "at_true_stars": best_fit_at_true_stars(str(plain_dir)),
                                     "run_commit": run_commit(plain_dir)}
     else:
         entry["uncorrected"] = values(noisy, "best", "median")
@@ -99,7 +103,8 @@ def main() -> None:
         entry = {"truth": truth, "mock_seed": args.seed,
                  "clean": {"value": values(clean), "half_width_68": values(clean, "final", "half_width_68"),
                            "wall_s": wall, "run_commit": run_commit(work / key / "clean"),
-                           "gradients": cache_errors(str(work / key / "clean"))[0]["best_fit"]},
+                           "gradients": cache_errors(str(work / key / "clean"))[0]["best_fit"],
+                           "at_true_stars": best_fit_at_true_stars(str(work / key / "clean"))},
                  "noisy": old.get("families", {}).get(key, {}).get("noisy", {})}  # other scales and tags stay
         names = [f"{s:g}" + (f"_{args.tag}" if args.tag else "") for s in args.scales]
         for s, name in zip(args.scales, names):
