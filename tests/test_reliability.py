@@ -392,3 +392,22 @@ def test_duplicated_catalogue_rows_warn(tmp_path):
     assert p.returncode == 0, p.stderr
     warn = [ln for ln in p.stderr.splitlines() if "warning:" in ln]
     assert len(warn) == 1 and re.search(r"\b50 of \d+ selected stars repeat", warn[0])
+
+
+def test_a_file_recorded_before_a_setting_existed_matches_its_default(tmp_path):
+    """A member file whose recorded configuration lacks a setting (written before the setting existed)
+    is this run's when the run leaves that setting at its default, and is refused, naming the setting,
+    when the run sets it otherwise."""
+    from dpot_hpc.data.provenance import ProvenanceError, stamp, verify
+
+    cfg = load_config(None, TINY)
+    path = tmp_path / "member.h5"
+    with h5py.File(path, "w") as f:
+        stamp(f.attrs, cfg, member_id="m")
+        record = json.loads(f.attrs["config"])
+        del record["df"]["deconvolve"]
+        f.attrs["config"] = json.dumps(record)
+    assert verify(path, cfg, "df member m", member_id="m")["member_id"] == "m"
+    with pytest.raises(ProvenanceError, match="df.deconvolve: False in the folder, True now"):
+        verify(path, load_config(None, [*TINY, "df.deconvolve=true", "catalogue.format=gaia", "mock.noise=true"]), "df member m",
+               member_id="m")

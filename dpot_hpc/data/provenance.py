@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 
 from .._version import __version__
-from ..config import Config
+from ..config import Config, ConfigError, config_from_dict
 from ..errors import DpotError
 
 #: Config keys that may change between invocations on the same run folder (not part of a file's record;
@@ -63,6 +63,16 @@ def settings(cfg: Config, keys: tuple[str, ...] | None = None) -> dict:
     return out
 
 
+def with_defaults(recorded: dict, keys: tuple[str, ...] | None = None) -> dict:
+    """A file's recorded configuration with the settings it lacks at their defaults, as the run folder's
+    config.yaml is read: a file written before a setting existed matches a run that leaves it at its
+    default. A record this version cannot read is returned as it is (its differences are then named)."""
+    try:
+        return settings(config_from_dict(recorded), keys)
+    except ConfigError:
+        return recorded
+
+
 def stamp(attrs: h5py.AttributeManager, cfg: Config, keys: tuple[str, ...] | None = None, **identity) -> None:
     """Record the run's configuration (all of it, or the ``keys`` the file depends on), the version
     and the file's identity (member_id, seed, ...)."""
@@ -95,7 +105,7 @@ def verify(path: Path, cfg: Config, what: str, keys: tuple[str, ...] | None = No
     if "config" not in attrs:
         problems.append("it holds no record of its configuration")
     else:
-        problems += config_differences(json.loads(attrs["config"]), settings(cfg, keys))
+        problems += config_differences(with_defaults(json.loads(attrs["config"]), keys), settings(cfg, keys))
     if problems:
         shown = "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else "")
         raise ProvenanceError(f"{path} is not this run's {what} ({shown}): move it away to recompute it, or use "
