@@ -183,8 +183,9 @@ def member(config_path, overrides, stage, index, quiet, verbose):
 @set_option
 @verbosity_options
 def summary(config_path, overrides, quiet, verbose):
-    """Write summary.json/summary.h5 from the finished potential members and print the table.
-    Creates nothing else: a folder whose members are not finished is an error."""
+    """Write summary.json/summary.h5 from the finished potential members, print the table and write the
+    report (report/, with the plots extra). Trains nothing: a folder whose members are not finished is an
+    error."""
     v = _verbosity(quiet, verbose)
     cfg = load_config(config_path, overrides)
     s = summarize(cfg, RunFolder.of(cfg))
