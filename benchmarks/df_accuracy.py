@@ -117,18 +117,19 @@ def _rel(fit: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(fit - true, dim=-1) / torch.linalg.vector_norm(true, dim=-1)
 
 
+def _slope(fit: torch.Tensor, true: torch.Tensor) -> float:
+    """Least-squares slope through the origin of fitted against true values."""
+    return float((fit * true).sum() / (true * true).sum())
+
+
 def gradient_metrics(g: torch.Tensor, ev: dict) -> dict[str, float]:
     """The module docstring's metrics of fitted gradients g (N, 6) at the evaluation stars."""
     w, t = ev["w"], ev["grad"]
     ok = t.abs().sum(-1) > 0  # f > 0 for the truth
     g, t, w = g[ok], t[ok], w[ok]
     near = w[:, 2].abs() < NEAR_PLANE_Z
-
-    def slope(a, b):
-        return float((a * b).sum() / (b * b).sum())
-
     return {"gx_err": float(_rel(g[:, :3], t[:, :3]).median()), "gv_err": float(_rel(g[:, 3:], t[:, 3:]).median()),
-            "slope_z": slope(g[near, 2], t[near, 2]), "slope_vz": slope(g[near, 5], t[near, 5])}
+            "slope_z": _slope(g[near, 2], t[near, 2]), "slope_vz": _slope(g[near, 5], t[near, 5])}
 
 
 def exact_at(mock, log_c: torch.Tensor, x: torch.Tensor, v: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -265,7 +266,7 @@ def component_slopes(g: torch.Tensor, ev: dict) -> list[float]:
     is smoother than the truth along that direction, above 1 where sharper."""
     ok = ev["grad"].abs().sum(-1) > 0
     g, t = g[ok], ev["grad"][ok]
-    return [float((g[:, i] * t[:, i]).sum() / (t[:, i] ** 2).sum()) for i in range(6)]
+    return [_slope(g[:, i], t[:, i]) for i in range(6)]
 
 
 def best_fit_at_true_stars(run_dir: str) -> dict[str, float | list[float]]:

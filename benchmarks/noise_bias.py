@@ -24,7 +24,8 @@ data.selection). Every run also records its best-fit gradient cache's errors aga
 DF (``gradients``, df_accuracy.cache_errors), where the noise's blur shows before it reaches the
 scalars, and the same flows' mean gradients at the family's evaluation stars, the same points for every
 run (``at_true_stars``, df_accuracy.best_fit_at_true_stars: with the slope of fitted against true
-gradient per phase-space component, below 1 where the flows are smoother than the DF). Mock seeds other than 1 (other realizations of the same galaxy) are kept as FAMILY_seedN.
+gradient per phase-space component, below 1 where the flows are smoother than the DF). Mock seeds other
+than 1 (other realizations of the same galaxy) are kept as FAMILY_seedN.
 
 Writes benchmarks/results/noise_bias.json and prints a Markdown table (on 2 cores ~7 min per clean
 run, ~8 min per uncorrected and ~20 min per corrected run; finished runs are reused).
