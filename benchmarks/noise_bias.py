@@ -53,6 +53,13 @@ def values(summary: dict, part: str = "final", field: str = "value") -> dict[str
     return {k: summary[part][k][field] for k in SCALARS}
 
 
+def run_record(run_dir) -> dict:
+    """What every entry records of a finished run: the commit it ran at, its best-fit cache's gradient
+    errors at the cache's own points and its best-fit flows' at the family's evaluation stars."""
+    return {"run_commit": run_commit(run_dir), "gradients": cache_errors(str(run_dir))[0]["best_fit"],
+            "at_true_stars": best_fit_at_true_stars(str(run_dir))}
+
+
 def noisy_entry(run_dir, settings: list[str], base: list[str]) -> dict:
     """One noise level's entry: the profile's run in run_dir (with ``settings``), and its uncorrected
     counterpart (the same settings with df.deconvolve=false in run_dir + '_plain') when the run's flows
@@ -65,17 +72,13 @@ def noisy_entry(run_dir, settings: list[str], base: list[str]) -> dict:
              "corrected": values(noisy),
              "half_width_68": values(noisy, "final", "half_width_68"),
              "half_width_95": values(noisy, "final", "half_width_95"),
-             "how": how, "simex": noisy["simex"], "wall_s": wall,
-             "gradients": cache_errors(str(run_dir))[0]["best_fit"],
-             "at_true_stars": best_fit_at_true_stars(str(run_dir)), "run_commit": run_commit(run_dir)}
+             "how": how, "simex": noisy["simex"], "wall_s": wall, **run_record(run_dir)}
     if how == "deconvolved":
         plain_dir = run_dir.with_name(run_dir.name + "_plain")
         plain, plain_wall = finished_run(plain_dir, [*base, *settings, "df.deconvolve=false"], PROFILE)
         entry["uncorrected"] = values(plain)
         entry["uncorrected_run"] = {"half_width_68": values(plain, "final", "half_width_68"),
-                                    "wall_s": plain_wall, "gradients": cache_errors(str(plain_dir))[0]["best_fit"],
-                                    "at_true_stars": best_fit_at_true_stars(str(plain_dir)),
-                                    "run_commit": run_commit(plain_dir)}
+                                    "wall_s": plain_wall, **run_record(plain_dir)}
     else:
         entry["uncorrected"] = values(noisy, "best", "median")
     return entry
@@ -103,9 +106,7 @@ def main() -> None:
         truth = clean["truth"]
         entry = {"truth": truth, "mock_seed": args.seed,
                  "clean": {"value": values(clean), "half_width_68": values(clean, "final", "half_width_68"),
-                           "wall_s": wall, "run_commit": run_commit(work / key / "clean"),
-                           "gradients": cache_errors(str(work / key / "clean"))[0]["best_fit"],
-                           "at_true_stars": best_fit_at_true_stars(str(work / key / "clean"))},
+                           "wall_s": wall, **run_record(work / key / "clean")},
                  "noisy": old.get("families", {}).get(key, {}).get("noisy", {})}  # other scales and tags stay
         names = [f"{s:g}" + (f"_{args.tag}" if args.tag else "") for s in args.scales]
         for s, name in zip(args.scales, names):
