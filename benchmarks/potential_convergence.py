@@ -14,9 +14,12 @@ Rows are kept in benchmarks/results/potential_convergence.json (resumable: a (mo
 computed once; each row names the commit that computed it and the one that trained its run); Markdown
 tables are printed. One thread per process, ``--jobs`` processes.
 
-    python benchmarks/potential_convergence.py exact --runs out/eiv/*/r0? \\
-        --variants learning_rate=0.006 steps=3000,learning_rate=0.006 learning_rate=0.012
-    python benchmarks/potential_convergence.py paired --runs out/eiv/*/r0? --variants learning_rate=0.012
+    cd benchmarks
+    python potential_convergence.py exact --runs out/eiv/*/r0? \\
+        --variants steps=1500,learning_rate=0.006 steps=3000,learning_rate=0.006 steps=1500,learning_rate=0.012
+    python potential_convergence.py paired --runs out/eiv/*/r0? out/noise_bias/*/clean --variants learning_rate=0.012
+
+(out/eiv: the runs of errors_in_variables.py; out/noise_bias/*/clean: noise_bias.py's runs without noise.)
 """
 
 from __future__ import annotations
