@@ -81,8 +81,9 @@ def summarize(rows: list[dict]) -> dict:
     return errors_by_variant(rows, tuple(VARIANTS))
 
 
-def table(summary: dict) -> str:
-    lines = ["| family | gradients | n | Omega_p error, mean (rms) km/s/kpc | rho(R=R0) error, mean (rms) | "
+def table(summary: dict, what: str = "gradients") -> str:
+    """Markdown table of ``summarize``'s output; ``what`` heads the variant column."""
+    lines = [f"| family | {what} | n | Omega_p error, mean (rms) km/s/kpc | rho(R=R0) error, mean (rms) | "
              "a_x rms | a_y rms | a_z rms (km/s/Myr) |", "|---|---|---|---|---|---|---|---|"]
     for fam, variants in summary.items():
         for v, s in variants.items():

@@ -2,7 +2,7 @@
 settings does to finished runs.
 
 - ``exact``: on the best-fit cache points of finished runs on the built-in mocks, the potential trained
-  (potential seed 7) on the mock's exact gradients of ln f with each variant of the potential settings
+  (potential seed 7, ``gradient_attribution.refit``) on the mock's exact gradients of ln f with each variant of the potential settings
   (``key=value,...`` of config.yaml's ``potential`` section). No flow is in these fits, so their error
   is the potential stage's own: what the network and the optimiser leave. Points where the truth has
   f = 0 (beyond a lowered or polytropic DF's velocity edge) are left out.
@@ -41,9 +41,9 @@ from dpot_hpc.data.runfolder import RunFolder  # noqa: E402
 from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
 from dpot_hpc.ensemble.summary import estimates  # noqa: E402
 from dpot_hpc.models.potential_training import train_potential  # noqa: E402
+from gradient_attribution import POTENTIAL_SEED, refit, table  # noqa: E402
 
 RESULTS = HERE / "results" / "potential_convergence.json"
-POTENTIAL_SEED = 7
 SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
 
 
@@ -72,13 +72,7 @@ def exact_rows(task: tuple[str, list[str]]) -> list[dict]:
     g, w = g[ok], w[ok]
     rows = []
     for variant in variants:
-        c = with_variant(cfg, variant)
-        phi, omega_p, _ = train_potential({"x": w[:, :3], "v": w[:, 3:], "grad_x": g[:, :3], "grad_v": g[:, 3:]},
-                                          c.potential, c.frame.sun(), seed=POTENTIAL_SEED,
-                                          length_scale_kpc=c.catalogue.r_max_kpc)
-        sc = member_scalars(phi, omega_p, c, truth["rho_baryons"], c.frame.sun())
-        err = {k: sc[k] - truth["scalars"][k] for k in SCALARS}
-        err["rho_R0_rel"] = err["rho_R0"] / truth["scalars"]["rho_R0"]
+        _, err = refit(with_variant(cfg, variant), truth, w, g)
         rows.append({"mode": "exact", "run": key, "family": cfg.mock.family, "variant": variant, "error": err,
                      "commit": commit(), "run_commit": run_commit(Path(run_dir))})
     return rows
@@ -112,16 +106,7 @@ def paired_rows(task: tuple[str, list[str]]) -> list[dict]:
 
 
 def exact_table(rows: list[dict]) -> str:
-    variants = tuple(dict.fromkeys(r["variant"] for r in rows))
-    summ = errors_by_variant(rows, variants)
-    out = ["| family | potential settings | runs | rho(R=R0) error, mean (rms) | Omega_p error, mean (rms) km/s/kpc "
-           "| a_x rms | a_y rms | a_z rms (km/s/Myr) |", "|---|---|---|---|---|---|---|---|"]
-    for fam, by in summ.items():
-        for v, s in by.items():
-            out.append(f"| {fam} | {v} | {s['n']} | {100 * s['rho_R0_rel']['mean']:+.2f}% ({100 * s['rho_R0_rel']['rms']:.2f}%) "
-                       f"| {s['omega_p']['mean']:+.3f} ({s['omega_p']['rms']:.3f}) | {s['a_x']['rms']:.4f} "
-                       f"| {s['a_y']['rms']:.4f} | {s['a_z']['rms']:.4f} |")
-    return "\n".join(out)
+    return table(errors_by_variant(rows, tuple(dict.fromkeys(r["variant"] for r in rows))), "potential settings")
 
 
 def paired_summary(rows: list[dict]) -> dict:
