@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import h5py
 import torch
 
-from runs import HERE, commit, errors_by_variant, machine, pool_rows, run_commit, write_json
+from runs import HERE, commit, errors_by_variant, machine, mean_and_rms, pool_rows, run_commit, write_json
 
 from df_accuracy import _caches_with_truth  # noqa: E402
 from dpot_hpc.data.cache import read_cache  # noqa: E402
@@ -42,6 +41,7 @@ from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
 from dpot_hpc.ensemble.summary import estimates  # noqa: E402
 from dpot_hpc.models.potential_training import train_potential  # noqa: E402
 from gradient_attribution import POTENTIAL_SEED, refit, table  # noqa: E402
+from paired import error  # noqa: E402
 
 RESULTS = HERE / "results" / "potential_convergence.json"
 SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
@@ -89,12 +89,14 @@ def paired_rows(task: tuple[str, list[str]]) -> list[dict]:
     for path in sorted((run / "potential").glob("*.h5")):
         with h5py.File(path, "r") as f:
             members.append((str(f.attrs["member_id"]), int(f.attrs["seed"])))
+    cache_of = {mid: "best_fit" if mid.startswith("potential_seed") else mid for mid, _ in members}
+    caches = {name: read_cache(run / "cache" / f"{name}.h5") for name in set(cache_of.values())}  # each read once
     rows = []
     for variant in variants:
         c = with_variant(cfg, variant)
         new = {}
         for mid, seed in members:
-            cache = read_cache(run / "cache" / f"{'best_fit' if mid.startswith('potential_seed') else mid}.h5")
+            cache = caches[cache_of[mid]]
             old = summary["members"][mid]
             rho_baryons = old["rho_R0"] - old["rho_dm"]  # as the run had it (rho_dm = rho - baryons)
             phi, omega_p, _ = train_potential(cache, c.potential, c.frame.sun(), seed, c.catalogue.r_max_kpc)
@@ -119,12 +121,10 @@ def paired_summary(rows: list[dict]) -> dict:
             fr = [r for r in vr if fam in ("all", r["family"])]
             d = out.setdefault(variant, {}).setdefault(fam, {"n": len(fr)})
             for k in SCALARS:
-                scale = [r["truth"][k] if k == "rho_R0" else 1.0 for r in fr]
-                e = {w: [(r[w][k]["value"] - r["truth"][k]) / s for r, s in zip(fr, scale)] for w in ("old", "new")}
+                e = {w: [error({"final": r[w], "truth": r["truth"]}, k) for r in fr] for w in ("old", "new")}
                 cover = {f"{w}_{b}": sum(abs(r[w][k]["value"] - r["truth"][k]) <= r[w][k][f"half_width_{b}"] for r in fr)
                          for w in ("old", "new") for b in ("68", "95")}
-                d[k] = {**{f"{w}_{m}": f(e[w]) for w in ("old", "new")
-                           for m, f in (("mean", statistics.fmean), ("rms", lambda x: statistics.fmean(v * v for v in x) ** 0.5))},
+                d[k] = {**{f"{w}_{m}": v for w in ("old", "new") for m, v in mean_and_rms(e[w]).items()},
                         "new_closer": sum(abs(b) < abs(a) for a, b in zip(e["old"], e["new"])), **cover}
     return out
 
@@ -166,8 +166,8 @@ def main() -> None:
     if tasks:
         pool_rows(exact_rows if args.mode == "exact" else paired_rows, tasks, args.jobs, rows, RESULTS)
     paired = [r for r in rows if r["mode"] == "paired"]
-    write_json(RESULTS, {**({"notes": old["notes"]} if "notes" in old else {}), "potential_seed_exact": POTENTIAL_SEED, "paired_summary": paired_summary(paired) if paired else {},
-                         "rows": rows, "commits": sorted({r["commit"] for r in rows}),
+    write_json(RESULTS, {**({"notes": old["notes"]} if "notes" in old else {}), "potential_seed_exact": POTENTIAL_SEED,
+                         "paired_summary": paired_summary(paired) if paired else {}, "rows": rows, "commits": sorted({r["commit"] for r in rows}),
                          "machine": machine() if tasks else old.get("machine", machine())})
     print(exact_table([r for r in rows if r["mode"] == "exact"]) if args.mode == "exact"
           else paired_table(paired_summary(paired)))
