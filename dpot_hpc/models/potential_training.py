@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from ..config import PotentialSection
+from ..constants import LAPLACIAN_TO_RHO_MSUN_PC3
 from ..physics.cbe import helio_frame_vectors, residual_in_frame
 from ..physics.frames import SunFrame
 from ..progress import MemberLog
@@ -72,6 +73,60 @@ def residual_weights(grad_v: torch.Tensor) -> torch.Tensor:
     norm = torch.linalg.vector_norm(grad_v, dim=-1)
     m = norm.median()
     return m / norm.clamp(min=1e-3 * float(m))
+
+
+#: Cache points (a seeded random subset) in the least-squares start: 11 unknowns, so the solution's noise
+#: from the subset is far below the flows' errors.
+START_POINTS = 50_000
+#: Least-squares passes of the start: a plain one, then iteratively reweighted towards the loss's asinh(alpha |r|)/alpha.
+START_PASSES = 5
+
+
+@torch.no_grad()
+def least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str, torch.Tensor],
+                        frame: tuple[torch.Tensor, torch.Tensor, torch.Tensor], pot: PotentialSection,
+                        seed: int) -> None:
+    """Set Phi's explicit linear and quadratic terms (``phi.linear``, ``phi.quadratic``) and, unless it is
+    fixed, Omega_p (``omega``, km/s/kpc) to the values that minimise the loss's residual term with the
+    MLP at its initial weights. The CBE residual is linear in these 10 numbers (through the acceleration
+    and the rotating frame), so the minimum is a weighted least-squares solution, made robust like the
+    loss by iterative reweighting towards its asinh(alpha |r|)/alpha (``START_PASSES`` passes) on
+    ``START_POINTS`` cache points. The bulk of the local field (mean force, mean density, pattern speed)
+    is then in place at the first step and the training learns only the departures from it; started at
+    zero, the fit's budget decided how much of a dense disc's density it reached (docs/recovery.md)."""
+    n = data["x"].shape[0]
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:START_POINTS].to(data["x"].device)
+    x, v, gx, gv = (data[k][pick].double() for k in ("x", "v", "grad_x", "grad_v"))
+    w = data["weight"][pick].double() if "weight" in data else torch.ones_like(x[:, 0])
+    frame = tuple(t.double() for t in frame)
+    free = omega.requires_grad
+    phi.linear.zero_()
+    phi.quadratic.zero_()
+
+    def residual(om: float) -> torch.Tensor:
+        return residual_in_frame(x, v, gx, gv, -gradient(phi, x), torch.tensor(om, dtype=x.dtype, device=x.device), frame)
+
+    om0 = 0.0 if free else float(omega)
+    r0 = residual(om0)
+    columns = []
+    for p in (phi.linear, phi.quadratic):
+        for k in range(p.numel()):
+            p.view(-1)[k] = 1.0
+            columns.append(residual(om0) - r0)
+            p.view(-1)[k] = 0.0
+    if free:
+        columns.append(residual(1.0) - r0)
+    J, r0 = torch.stack(columns, -1) * w[:, None], r0 * w
+    robust = torch.ones_like(r0)
+    for _ in range(START_PASSES):
+        theta = torch.linalg.lstsq(J * robust[:, None], -(r0 * robust)[:, None]).solution[:, 0]
+        r = (r0 + J @ theta).abs()
+        # the asinh loss's IRLS weight rho'(r)/r = 1 / (|r| sqrt(1 + (alpha r)^2)), floored near r = 0; rows x sqrt
+        robust = (r.clamp(min=1e-3 * float(r.median())) * torch.sqrt(1.0 + (pot.alpha * r) ** 2)) ** -0.5
+    phi.linear.copy_(theta[:3].to(phi.linear))
+    phi.quadratic.copy_(theta[3:9].to(phi.quadratic))
+    if free:
+        omega.fill_(float(theta[9]))
 
 
 #: Compile the loss when a member's training sees at least this many points (steps x batch_size):
@@ -135,9 +190,14 @@ def train_potential(cache: dict[str, torch.Tensor], pot: PotentialSection, sun: 
         if log:
             log(f"resumed at step {run.state.step}")
     state = run.state
+    frame = helio_frame_vectors(sun, torch.float32, device)
+    if resume is None and pot.least_squares_start:
+        least_squares_start(phi, omega, data, frame, pot, seed)
+        if log:
+            log(f"least-squares start: Omega_p {omega.item():.3f} km/s/kpc, rho from the quadratic term "
+                f"{float(phi.quadratic[:3].sum()) * pot.phi_scale_kms2 / length_scale_kpc**2 * LAPLACIAN_TO_RHO_MSUN_PC3:.4f} Msun/pc^3")
     report = max(1, pot.steps // 20)
     loss_fn = loss_function(pot, log)
-    frame = helio_frame_vectors(sun, torch.float32, device)
     while state.step < pot.steps:
         set_cosine_lr(opt, state.step, pot.steps)
         idx = torch.randint(0, n, (min(pot.batch_size, n),), generator=run.rng).to(device)
