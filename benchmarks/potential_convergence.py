@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -48,9 +49,10 @@ SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
 
 
 def with_variant(cfg, variant: str):
-    """The run's configuration with the potential settings of ``variant`` ('key=value,...') changed."""
+    """The run's configuration with the potential settings of ``variant`` ('key=value,...'; a list value
+    in brackets, e.g. hidden=[64,64,64]) changed."""
     pot = cfg.potential
-    for kv in filter(None, variant.split(",")):
+    for kv in filter(None, re.split(r",(?![^\[]*\])", variant)):
         key, value = kv.split("=", 1)
         try:
             value = json.loads(value)
