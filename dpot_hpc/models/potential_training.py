@@ -122,7 +122,7 @@ def least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str, 
         theta = torch.linalg.lstsq(J * robust[:, None], -(r0 * robust)[:, None]).solution[:, 0]
         r = (r0 + J @ theta).abs()
         # the asinh loss's IRLS weight rho'(r)/r = 1 / (|r| sqrt(1 + (alpha r)^2)), floored near r = 0; rows x sqrt
-        robust = (r.clamp(min=1e-3 * float(r.median())) * torch.sqrt(1.0 + (pot.alpha * r) ** 2)) ** -0.5
+        robust = (r.clamp(min=max(1e-3 * float(r.median()), 1e-9)) * torch.sqrt(1.0 + (pot.alpha * r) ** 2)) ** -0.5
     phi.linear.copy_(theta[:3].to(phi.linear))
     phi.quadratic.copy_(theta[3:9].to(phi.quadratic))
     if free:
