@@ -75,7 +75,7 @@ def residual_weights(grad_v: torch.Tensor) -> torch.Tensor:
     return m / norm.clamp(min=1e-3 * float(m))
 
 
-#: Cache points (a seeded random subset) in the least-squares start: 11 unknowns, so the solution's noise
+#: Cache points (a seeded random subset) in the least-squares start: 10 unknowns, so the solution's noise
 #: from the subset is far below the flows' errors.
 START_POINTS = 50_000
 #: Least-squares passes of the start: a plain one, then iteratively reweighted towards the loss's asinh(alpha |r|)/alpha.
