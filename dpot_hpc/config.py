@@ -209,7 +209,7 @@ class PotentialSection(Section):
     penalty_points: Int = _field(256, ge=1, help="cache points per step (of the batch) where the negative-density penalty is evaluated")
     learning_rate: Float = _field(6e-3, ge=1e-6, le=1.0, help="initial Adam learning rate of Phi (cosine-decayed)")
     omega_learning_rate: Float = _field(0.2, "km/s/kpc", ge=0.0, help="Adam step size of Omega_p")
-    least_squares_start: bool = _field(
+    least_squares_start: StrictBool = _field(
         True, help="start the explicit linear and quadratic terms of Phi and Omega_p at the robust weighted least "
                    "squares solution of the CBE residual (linear in them, the MLP at its initial weights), so the "
                    "training only learns the departures (docs/method.md, 'Potential'); false: start them at 0 and "

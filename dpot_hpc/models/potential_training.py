@@ -82,7 +82,6 @@ START_POINTS = 50_000
 START_PASSES = 5
 
 
-@torch.no_grad()
 def least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str, torch.Tensor],
                         frame: tuple[torch.Tensor, torch.Tensor, torch.Tensor], pot: PotentialSection,
                         seed: int) -> None:
@@ -93,7 +92,22 @@ def least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str, 
     loss by iterative reweighting towards its asinh(alpha |r|)/alpha (``START_PASSES`` passes) on
     ``START_POINTS`` cache points. The bulk of the local field (mean force, mean density, pattern speed)
     is then in place at the first step and the training learns only the departures from it; started at
-    zero, the fit's budget decided how much of a dense disc's density it reached (docs/recovery.md)."""
+    zero, the fit's budget decided how much of a dense disc's density it reached (docs/recovery.md).
+    Computed on one CPU thread: sums over START_POINTS points would otherwise be split by the thread
+    count, and a member must come out bit for bit the same whichever rank trains or resumes it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _least_squares_start(phi, omega, data, frame, pot, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def _least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str, torch.Tensor],
+                         frame: tuple[torch.Tensor, torch.Tensor, torch.Tensor], pot: PotentialSection,
+                         seed: int) -> None:
+    """The solve of ``least_squares_start`` (on the calling thread)."""
     n = data["x"].shape[0]
     pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:START_POINTS].to(data["x"].device)
     x, v, gx, gv = (data[k][pick].double() for k in ("x", "v", "grad_x", "grad_v"))
@@ -117,12 +131,18 @@ def least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str, 
     if free:
         columns.append(residual(1.0) - r0)
     J, r0 = torch.stack(columns, -1) * w[:, None], r0 * w
+    scale = J.square().sum(0).sqrt()  # unit columns: the normal equations' condition is that of J squared
+    J = J / scale
     robust = torch.ones_like(r0)
     for _ in range(START_PASSES):
-        theta = torch.linalg.lstsq(J * robust[:, None], -(r0 * robust)[:, None]).solution[:, 0]
-        r = (r0 + J @ theta).abs()
+        # normal equations by elementwise sums and a 10x10 solve: torch.linalg.lstsq's LAPACK driver does
+        # not give the same last bits from one process to the next, and members must be reproducible
+        Jr = J * robust[:, None]
+        theta = torch.linalg.solve((Jr[:, :, None] * Jr[:, None, :]).sum(0), -(Jr * (r0 * robust)[:, None]).sum(0))
+        r = (r0 + (J * theta).sum(-1)).abs()
         # the asinh loss's IRLS weight rho'(r)/r = 1 / (|r| sqrt(1 + (alpha r)^2)), floored near r = 0; rows x sqrt
         robust = (r.clamp(min=max(1e-3 * float(r.median()), 1e-9)) * torch.sqrt(1.0 + (pot.alpha * r) ** 2)) ** -0.5
+    theta = theta / scale
     phi.linear.copy_(theta[:3].to(phi.linear))
     phi.quadratic.copy_(theta[3:9].to(phi.quadratic))
     if free:
