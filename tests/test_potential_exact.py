@@ -21,17 +21,22 @@ SETTINGS = ["potential.steps=1500", "potential.batch_size=1024", "potential.pena
             "summary.grid_spacing_kpc=0.04"]
 
 
-@pytest.fixture(scope="module")
-def fitted(mock, mock_sample):
-    cfg = load_config(None, SETTINGS)
+def fit_exact(mock, mock_sample, settings: list[str]) -> tuple[dict, dict]:
+    """(scalars, truth) of a potential (seed 7) trained on the mock's exact gradients of ln f at the
+    sample's stars inside the cache radius."""
+    cfg = load_config(None, settings)
     keep = torch.linalg.vector_norm(mock_sample.x_h, dim=-1) < cfg.cache.r_max_kpc
     x, v = mock_sample.x_h[keep], mock_sample.v_h[keep]
     _, gx, gv = log_df_gradients(mock, mock_sample.log_c, x, v)
     cache = {"x": x, "v": v, "grad_x": gx, "grad_v": gv}
     phi, omega_p, _ = train_potential(cache, cfg.potential, cfg.frame.sun(), seed=7, length_scale_kpc=1.0)
     truth = truth_on_grid(mock, cfg)
-    scalars = member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun())
-    return scalars, truth["scalars"]
+    return member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun()), truth["scalars"]
+
+
+@pytest.fixture(scope="module")
+def fitted(mock, mock_sample):
+    return fit_exact(mock, mock_sample, SETTINGS)
 
 
 def test_pattern_speed(fitted):
@@ -137,13 +142,6 @@ def test_least_squares_start_keeps_half_the_budget_accurate(mock, mock_sample):
     """Started at the least-squares solution, the potential needs no long fit to reach a disc's density:
     at half the default learning rate rho(R=R0) on exact gradients stays within 2.5% (measured -1.0%;
     started at zero the same fit leaves it 5.4% low, docs/recovery.md 'What limits the accuracy')."""
-    cfg = load_config(None, [*SETTINGS, "potential.learning_rate=0.003"])
-    keep = torch.linalg.vector_norm(mock_sample.x_h, dim=-1) < cfg.cache.r_max_kpc
-    x, v = mock_sample.x_h[keep], mock_sample.v_h[keep]
-    _, gx, gv = log_df_gradients(mock, mock_sample.log_c, x, v)
-    cache = {"x": x, "v": v, "grad_x": gx, "grad_v": gv}
-    phi, omega_p, _ = train_potential(cache, cfg.potential, cfg.frame.sun(), seed=7, length_scale_kpc=1.0)
-    truth = truth_on_grid(mock, cfg)
-    got = member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun())
-    assert abs(got["rho_R0"] / truth["scalars"]["rho_R0"] - 1) < 0.025
-    assert abs(got["omega_p"] - truth["scalars"]["omega_p"]) < 0.1
+    got, truth = fit_exact(mock, mock_sample, [*SETTINGS, "potential.learning_rate=0.003"])
+    assert abs(got["rho_R0"] / truth["rho_R0"] - 1) < 0.025
+    assert abs(got["omega_p"] - truth["omega_p"]) < 0.1
