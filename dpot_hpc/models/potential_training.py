@@ -215,7 +215,7 @@ def train_potential(cache: dict[str, torch.Tensor], pot: PotentialSection, sun: 
         least_squares_start(phi, omega, data, frame, pot, seed)
         if log:
             log(f"least-squares start: Omega_p {omega.item():.3f} km/s/kpc, rho from the quadratic term "
-                f"{float(phi.quadratic[:3].sum()) * pot.phi_scale_kms2 / length_scale_kpc**2 * LAPLACIAN_TO_RHO_MSUN_PC3:.4f} Msun/pc^3")
+                f"{float(phi.quadratic[:3].detach().sum()) * pot.phi_scale_kms2 / length_scale_kpc**2 * LAPLACIAN_TO_RHO_MSUN_PC3:.4f} Msun/pc^3")
     report = max(1, pot.steps // 20)
     loss_fn = loss_function(pot, log)
     while state.step < pot.steps:
