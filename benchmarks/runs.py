@@ -49,14 +49,17 @@ def errors_by_variant(rows: list[dict], variants: tuple[str, ...]) -> dict:
 
 def pool_rows(worker, tasks: list, jobs: int, rows: list[dict], path: Path) -> None:
     """Run ``worker`` (returning a list of row dicts, each with its "run") on every task in ``jobs`` spawned
-    processes, appending the rows and saving {"rows", "machine"} to ``path`` after each task (resumable)."""
+    processes, appending the rows and saving them to ``path`` after each task (resumable); the file's other
+    top-level keys (the script's notes and summaries, rewritten when it finishes) are kept meanwhile, so a
+    killed benchmark loses none of them."""
     import multiprocessing as mp
 
+    kept = json.loads(path.read_text()) if path.exists() else {}
     with mp.get_context("spawn").Pool(jobs) as pool:
         for new in pool.imap_unordered(worker, tasks):
             rows.extend(new)
             print(f"{new[0]['run']}: done", flush=True)
-            write_json(path, {"rows": rows, "machine": machine()})
+            write_json(path, {**kept, "rows": rows, "machine": machine()})
 
 
 def finished_run(run_dir: Path, settings: list[str], config: Path | None = None) -> tuple[dict, float | None]:
