@@ -75,6 +75,10 @@ CANDIDATES: dict[str, tuple[list[str], int, str]] = {
     "smooth4_t4": (["df.components=4", "df.transforms=4"], 200_000, "4 transforms, 4 tanh steps, 30 epochs"),
     "smooth2_rot": (["df.rotate_velocities=true"], 200_000,
                     "the default on velocities turned to the Sun's azimuth"),
+    "smooth2_bf16": (["df.bfloat16_fraction=1.0"], 200_000,
+                     "the default with bfloat16 matrix products in every epoch's training loss"),
+    "smooth2_bf16_f32end": (["df.bfloat16_fraction=0.9"], 200_000,
+                            "the default with bfloat16 matrix products in the first 27 of 30 epochs"),
 }
 SEEDS = (0, 1, 2)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 
 from ..errors import DpotError
@@ -19,3 +22,23 @@ def pick_device(want: str, local_rank: int = 0, key: str = "run.device") -> str:
     if want in ("auto", "cuda") and torch.cuda.is_available():
         return f"cuda:{local_rank % torch.cuda.device_count()}"
     return "cpu"
+
+
+def native_bfloat16(device: str | torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively: a CUDA device that torch says supports
+    bfloat16, or a CPU whose flags (Linux /proc/cpuinfo) name avx512_bf16 or amx_bf16. Elsewhere
+    bfloat16 is emulated and slower than float32."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return dev.type == "cpu" and _cpu_has_bfloat16()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_has_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags

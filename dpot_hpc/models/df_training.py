@@ -4,6 +4,7 @@ and checkpoints that make a killed run resume to the same final weights as an un
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from ..config import DFSection
 from ..physics.cbe import helio_frame_vectors
 from ..physics.frames import SunFrame
 from ..physics.gaia import NOISY_OBSERVABLES, ObservedErrors
+from .device import native_bfloat16
 from .flows import Flow, log_prob_through_errors
 from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
@@ -33,6 +35,15 @@ class DFTrainState(LoopState):
     best_val: float = math.inf
     best_epoch: int = -1
     bad_epochs: int = 0
+
+
+def bfloat16_epochs(df: DFSection, device: str | torch.device, deconvolve: bool = False) -> int:
+    """How many of the first epochs train with bfloat16 matrix products: ``df.bfloat16_fraction`` of
+    ``df.max_epochs`` (rounded down) on a device with native bfloat16 (``native_bfloat16``), else 0; 0 for
+    a flow fitted through the errors (its log-mean-exp over noise draws stays in float32)."""
+    if deconvolve or not native_bfloat16(device):
+        return 0
+    return int(math.floor(df.bfloat16_fraction * df.max_epochs + 1e-9))
 
 
 def build_flow(df: DFSection, seed: int, r_max_kpc: float, sun: SunFrame | None = None) -> Flow:
@@ -89,10 +100,18 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
         if log:
             log(f"resumed at epoch {run.state.epoch} (step {run.state.step})")
     state = run.state
+    n_bf16 = bfloat16_epochs(df, device, deconvolve=errors is not None)
+    if log and n_bf16:
+        log(f"epochs 1-{n_bf16} with bfloat16 matrix products, the rest in float32")
 
     def train_loss(idx: torch.Tensor) -> torch.Tensor:
         if errors is None:
-            return -flow.log_prob_standard(z_train[idx]).mean()
+            # the ln p of the first n_bf16 epochs with bfloat16 matrix products (the loss itself in float32)
+            mixed = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if state.epoch < n_bf16
+                     else contextlib.nullcontext())
+            with mixed:
+                lp = flow.log_prob_standard(z_train[idx])
+            return -lp.float().mean()
         u = torch.randn(idx.shape[0], PAIRS, len(NOISY_OBSERVABLES), generator=run.rng, dtype=torch.float64).to(device)
         return -log_prob_through_errors(flow, e_train.rows(idx), u).mean()
 
