@@ -68,7 +68,8 @@ def _final_weights(path):
         return load_tree(f["model"]), dict(f.attrs)
 
 
-@pytest.mark.parametrize("kind, settings, kill_at", [("df", DF, 3), ("potential", POT, 100)])
+@pytest.mark.parametrize("kind, settings, kill_at", [("df", DF, 3), ("df", [*DF, "df.bfloat16_fraction=0.5"], 3),
+                                                     ("potential", POT, 100)])
 def test_killed_member_resumes_to_identical_weights(tmp_path, kind, settings, kill_at):
     ref = _launch(kind, tmp_path / "ref", settings)
     victim = _launch(kind, tmp_path / "killed", settings)
