@@ -2,7 +2,8 @@
 
 Each stage runs in a fresh process (so its peak memory is its own) on synthetic inputs of the
 default sizes and of the reference implementation's sizes:
-  - DF training: samples/s of full optimisation steps of the default flow (batch 2048 and 8192);
+  - DF training: samples/s of full optimisation steps of the default flow (batch 2048 and 8192), and at
+    batch 2048 with bfloat16 matrix products (``df.bfloat16_fraction``) where the device has them natively;
   - gradient cache: points/s for ln f and its 6 gradients of one default flow;
   - potential training: points/s of a full step (CBE residual, Laplacian, penalty, backward) for the
     default network (Laplacian at ``penalty_points``) and for the reference's 4x512 network at
@@ -35,7 +36,8 @@ from ._version import __version__
 from .config import Config, DFSection, PotentialSection
 from .data.mockfile import mock_galaxy
 from .data.runfolder import RunFolder
-from .models.df_training import build_flow
+from .models.device import native_bfloat16
+from .models.df_training import build_flow, mean_nll
 from .models.flows import log_prob_and_gradients
 from .models.potential_training import build_potential, loss_function
 from .physics.cbe import helio_frame_vectors
@@ -95,8 +97,9 @@ def _stars(n: int) -> torch.Tensor:
     return torch.cat([s.x_h, s.v_h], -1)
 
 
-def bench_df(device: str, batch: int, steps: int) -> dict:
-    """Samples/s of full optimisation steps (forward, backward, clip, AdamW) of the default flow."""
+def bench_df(device: str, batch: int, steps: int, bfloat16: bool = False) -> dict:
+    """Samples/s of full optimisation steps (forward, backward, clip, AdamW) of the default flow, its
+    training loss with bfloat16 matrix products when ``bfloat16``."""
     df = DFSection(batch_size=batch)
     stars = _stars(50_000)
     flow = build_flow(df, 1, 1.0)
@@ -109,13 +112,13 @@ def bench_df(device: str, batch: int, steps: int) -> dict:
 
     def step():
         idx = torch.randint(0, z.shape[0], (batch,), generator=gen).to(device)
-        loss = -flow.log_prob_standard(z[idx]).mean()
+        loss = mean_nll(flow, z[idx], bfloat16)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(flow.parameters(), df.clip_grad_norm)
         opt.step()
 
-    return {"samples_per_s": batch / _timed(step, device, steps, warmup=2), "batch": batch}
+    return {"samples_per_s": batch / _timed(step, device, steps, warmup=2), "batch": batch, "bfloat16": bfloat16}
 
 
 def bench_cache(device: str, n_points: int) -> dict:
@@ -190,6 +193,8 @@ def run_bench(device: str, threads: int, quick: bool = False, log=print) -> dict
         "matmul": ("matmul", {}),
         "df_batch2048": ("df", {"batch": 2048, "steps": 10 * s}),
         "df_batch8192": ("df", {"batch": 8192, "steps": 4 * s}),
+        **({"df_batch2048_bfloat16": ("df", {"batch": 2048, "steps": 10 * s, "bfloat16": True})}
+           if native_bfloat16(device) else {}),
         "cache": ("cache", {"n_points": 20_000}),
         "potential_default": ("potential", {"hidden": list(PotentialSection().hidden), "batch": 2048,
                                             "penalty_points": PotentialSection().penalty_points, "steps": 10 * s}),
@@ -211,6 +216,7 @@ def run_bench(device: str, threads: int, quick: bool = False, log=print) -> dict
                 "potential_4x512_every_point_points_per_s": every["points_per_s"]}
     out = {
         **headline,
+        "df_train_samples_per_s_bfloat16": results.get("df_batch2048_bfloat16", {}).get("samples_per_s"),
         "potential_default_points_per_s": results["potential_default"]["points_per_s"],
         "potential_flop_fraction": every["achieved_gflops"] / peak,
         "matmul_fp32_gflops": peak,
@@ -235,6 +241,9 @@ def table(res: dict) -> str:
     """A markdown table of a bench result."""
     ref = res["reference"]
     rows = [("DF training (default flow, batch 2048)", "samples/s", res["df_train_samples_per_s"], ref["df_train_samples_per_s"]),
+            *([("DF training, bfloat16 products (`df.bfloat16_fraction`, batch 2048)", "samples/s",
+                res["df_train_samples_per_s_bfloat16"], ref["df_train_samples_per_s"])]
+              if res.get("df_train_samples_per_s_bfloat16") else []),
             ("gradient cache (ln f + 6 gradients)", "points/s", res["cache_points_per_s"], ref["cache_points_per_s"]),
             ("potential step, default (3x128, batch 2048)", "points/s", res["potential_default_points_per_s"], None),
             ("potential step, 4x512, batch 32768, Laplacian at every point", "points/s",

@@ -11,7 +11,9 @@ import h5py
 import pytest
 import torch
 
+from dpot_hpc.config import load_config
 from dpot_hpc.data.h5io import load_tree
+from dpot_hpc.models.df_training import bfloat16_epochs
 
 SCRIPT = textwrap.dedent(
     """
@@ -96,5 +98,7 @@ def test_killed_member_resumes_to_identical_weights(tmp_path, kind, settings, ki
         assert torch.equal(w_ref[k], w_res[k]), k
     if kind == "potential":
         assert a_ref["omega_p_kms_kpc"] == a_res["omega_p_kms_kpc"]
+    else:  # the member records how many epochs ran with bfloat16 products (none where the CPU lacks them)
+        assert a_res["bfloat16_epochs"] == bfloat16_epochs(load_config(None, settings).df, "cpu")
     log = (tmp_path / "killed" / "logs" / f"{kind}-{path.stem}.log").read_text()
     assert "resumed at" in log

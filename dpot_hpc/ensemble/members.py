@@ -31,7 +31,7 @@ from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, rea
 from ..data.provenance import stamp, verify
 from ..data.mockfile import MockTruth
 from ..data.runfolder import RunFolder
-from ..models.df_training import build_flow, train_flow
+from ..models.df_training import build_flow, bfloat16_epochs, train_flow
 from ..models.flows import Flow
 from ..models.potential import PotentialNet, evaluate
 from ..models.potential_training import build_potential, train_potential
@@ -178,7 +178,8 @@ def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor, errors
         flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc,
                                  LoopHooks(checkpoint, resume, log, ctx.device, ctx.stop, ctx.between), cfg.frame.sun(),
                                  errors)
-        attrs = {"best_val_loss": state.best_val, "best_epoch": state.best_epoch}
+        attrs = {"best_val_loss": state.best_val, "best_epoch": state.best_epoch,
+                 "bfloat16_epochs": bfloat16_epochs(cfg.df, ctx.device, deconvolve=errors is not None)}
         return flow.state_dict(), state.history, attrs, f"done: {spec.path(ctx.folder)}"
 
     return _train_member(spec, ctx, f"flow on {stars.shape[0]} stars", arch, train)

@@ -37,6 +37,15 @@ class DFTrainState(LoopState):
     bad_epochs: int = 0
 
 
+def mean_nll(flow: Flow, z: torch.Tensor, bfloat16: bool = False) -> torch.Tensor:
+    """-<ln p> (float32) of standardised stars z under the flow; with ``bfloat16`` its matrix products in
+    bfloat16 (torch.autocast on z's device)."""
+    mixed = torch.autocast(z.device.type, dtype=torch.bfloat16) if bfloat16 else contextlib.nullcontext()
+    with mixed:
+        lp = flow.log_prob_standard(z)
+    return -lp.float().mean()
+
+
 def bfloat16_epochs(df: DFSection, device: str | torch.device, deconvolve: bool = False) -> int:
     """How many of the first epochs train with bfloat16 matrix products: ``df.bfloat16_fraction`` of
     ``df.max_epochs`` (rounded down) on a device with native bfloat16 (``native_bfloat16``), else 0; 0 for
@@ -102,16 +111,12 @@ def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,
     state = run.state
     n_bf16 = bfloat16_epochs(df, device, deconvolve=errors is not None)
     if log and n_bf16:
-        log(f"epochs 1-{n_bf16} with bfloat16 matrix products, the rest in float32")
+        log("every epoch with bfloat16 matrix products" if n_bf16 >= df.max_epochs
+            else f"epochs 1-{n_bf16} with bfloat16 matrix products, the rest in float32")
 
     def train_loss(idx: torch.Tensor) -> torch.Tensor:
         if errors is None:
-            # the ln p of the first n_bf16 epochs with bfloat16 matrix products (the loss itself in float32)
-            mixed = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if state.epoch < n_bf16
-                     else contextlib.nullcontext())
-            with mixed:
-                lp = flow.log_prob_standard(z_train[idx])
-            return -lp.float().mean()
+            return mean_nll(flow, z_train[idx], bfloat16=state.epoch < n_bf16)
         u = torch.randn(idx.shape[0], PAIRS, len(NOISY_OBSERVABLES), generator=run.rng, dtype=torch.float64).to(device)
         return -log_prob_through_errors(flow, e_train.rows(idx), u).mean()
 
