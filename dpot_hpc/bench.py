@@ -3,7 +3,8 @@
 Each stage runs in a fresh process (so its peak memory is its own) on synthetic inputs of the
 default sizes and of the reference implementation's sizes:
   - DF training: samples/s of full optimisation steps of the default flow (batch 2048 and 8192), and at
-    batch 2048 with bfloat16 matrix products (``df.bfloat16_fraction``) where the device has them natively;
+    batch 2048 with bfloat16 matrix products where the device has them natively (``df.bfloat16_fraction``
+    uses them on such CPUs; on a GPU the figure says whether it should there too);
   - gradient cache: points/s for ln f and its 6 gradients of one default flow;
   - potential training: points/s of a full step (CBE residual, Laplacian, penalty, backward) for the
     default network (Laplacian at ``penalty_points``) and for the reference's 4x512 network at

@@ -185,8 +185,8 @@ class DFSection(Section):
                                                 "3.5 times the training time; docs/method.md, 'Fitting the flows through the "
                                                 "errors'); false: the flows model the stars as observed")
     bfloat16_fraction: Float = _field(0.0, ge=0.0, le=1.0, help="fraction of the epochs (the first ones) whose training "
-                                      "loss runs with bfloat16 matrix products (torch.autocast) on a device that has "
-                                      "them natively; the rest, and everything on other devices, in float32 (docs/"
+                                      "loss runs with bfloat16 matrix products (torch.autocast) on a CPU that has them "
+                                      "natively; the rest, and everything on other CPUs and on GPUs, in float32 (docs/"
                                       "method.md, 'DF: flows'); 0: float32 throughout")
     batch_size: Int = _field(2048, ge=16, help="stars per optimisation step")
     max_epochs: Int = _field(30, ge=1, help="upper bound on passes over the training stars")

@@ -48,9 +48,10 @@ def mean_nll(flow: Flow, z: torch.Tensor, bfloat16: bool = False) -> torch.Tenso
 
 def bfloat16_epochs(df: DFSection, device: str | torch.device, deconvolve: bool = False) -> int:
     """How many of the first epochs train with bfloat16 matrix products: ``df.bfloat16_fraction`` of
-    ``df.max_epochs`` (rounded down) on a device with native bfloat16 (``native_bfloat16``), else 0; 0 for
-    a flow fitted through the errors (its log-mean-exp over noise draws stays in float32)."""
-    if deconvolve or not native_bfloat16(device):
+    ``df.max_epochs`` (rounded down) on a CPU with native bfloat16 (``native_bfloat16``), else 0: 0 on GPUs
+    (float32 there until bfloat16 is measured on one) and for a flow fitted through the errors (its
+    log-mean-exp over noise draws stays in float32)."""
+    if deconvolve or torch.device(device).type != "cpu" or not native_bfloat16(device):
         return 0
     return int(math.floor(df.bfloat16_fraction * df.max_epochs + 1e-9))
 
