@@ -4,7 +4,8 @@ Each stage runs in a fresh process (so its peak memory is its own) on synthetic 
 default sizes and of the reference implementation's sizes:
   - DF training: samples/s of full optimisation steps of the default flow (batch 2048 and 8192), and at
     batch 2048 with bfloat16 matrix products where the device has them natively (``df.bfloat16_fraction``
-    uses them on such CPUs; on a GPU the figure says whether it should there too);
+    uses them on such CPUs; on a GPU the figure says whether it should there too), both also on one
+    thread (a rank of a CPU run with one rank per core);
   - gradient cache: points/s for ln f and its 6 gradients of one default flow;
   - potential training: points/s of a full step (CBE residual, Laplacian, penalty, backward) for the
     default network (Laplacian at ``penalty_points``) and for the reference's 4x512 network at
@@ -194,7 +195,10 @@ def run_bench(device: str, threads: int, quick: bool = False, log=print) -> dict
         "matmul": ("matmul", {}),
         "df_batch2048": ("df", {"batch": 2048, "steps": 10 * s}),
         "df_batch8192": ("df", {"batch": 8192, "steps": 4 * s}),
-        **({"df_batch2048_bfloat16": ("df", {"batch": 2048, "steps": 10 * s, "bfloat16": True})}
+        **({"df_batch2048_bfloat16": ("df", {"batch": 2048, "steps": 10 * s, "bfloat16": True}),
+            # one thread, as each rank of a CPU run with a rank per core trains its flows
+            "df_batch2048_1thread": ("df", {"batch": 2048, "steps": 10 * s}, 1),
+            "df_batch2048_bfloat16_1thread": ("df", {"batch": 2048, "steps": 10 * s, "bfloat16": True}, 1)}
            if native_bfloat16(device) else {}),
         "cache": ("cache", {"n_points": 20_000}),
         "potential_default": ("potential", {"hidden": list(PotentialSection().hidden), "batch": 2048,
@@ -205,9 +209,9 @@ def run_bench(device: str, threads: int, quick: bool = False, log=print) -> dict
     ctx = multiprocessing.get_context("spawn")
     results = {}
     with ctx.Pool(1, maxtasksperchild=1) as pool:
-        for key, (name, kwargs) in stages.items():
+        for key, (name, kwargs, *own_threads) in stages.items():
             t0 = time.perf_counter()
-            results[key] = pool.apply(_stage, ((name, device, threads, kwargs),))
+            results[key] = pool.apply(_stage, ((name, device, own_threads[0] if own_threads else threads, kwargs),))
             log(f"bench: {key} in {time.perf_counter() - t0:.0f} s: "
                 + ", ".join(f"{k} {v:.4g}" for k, v in results[key].items() if isinstance(v, float)))
     peak = results["matmul"]["gflops"]
@@ -218,6 +222,9 @@ def run_bench(device: str, threads: int, quick: bool = False, log=print) -> dict
     out = {
         **headline,
         "df_train_samples_per_s_bfloat16": results.get("df_batch2048_bfloat16", {}).get("samples_per_s"),
+        "df_bfloat16_speedup": {f"threads_{t}": results[f"df_batch2048_bfloat16{sfx}"]["samples_per_s"]
+                                / results[f"df_batch2048{sfx}"]["samples_per_s"]
+                                for t, sfx in ((threads, ""), (1, "_1thread")) if f"df_batch2048_bfloat16{sfx}" in results},
         "potential_default_points_per_s": results["potential_default"]["points_per_s"],
         "potential_flop_fraction": every["achieved_gflops"] / peak,
         "matmul_fp32_gflops": peak,
@@ -257,6 +264,9 @@ def table(res: dict) -> str:
     lines.append(f"\nFLOP rate of the 4x512 step: {res['potential_flop_fraction']:.0%} of this device's fp32 matmul "
                  f"ceiling ({res['matmul_fp32_gflops']:.0f} GFLOP/s, the fastest of 10 matmuls in the same run). "
                  f"{m['device_name']}, {m['threads']} thread(s), torch {m['torch']}.")
+    if res.get("df_bfloat16_speedup"):
+        lines.append("DF training with bfloat16 products against float32, samples/s ratio: " + ", ".join(
+            f"{v:.2f} on {k.split('_')[1]} thread(s)" for k, v in res["df_bfloat16_speedup"].items()) + ".")
     peaks = ", ".join(f"{k} {v['peak_memory_mb']:.0f} MB" for k, v in res["stages"].items())
     lines.append(f"Peak memory per stage: {peaks}.")
     if res.get("e2e_split_s"):
