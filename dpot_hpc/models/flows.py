@@ -12,7 +12,7 @@ smooths the disc's vertical core (its d ln f/dz near the plane 0.80-0.89 of the 
 built-in mocks, docs/recovery.md). Everything is infinitely differentiable (C-infinity), so the
 gradients of ln f that the potential consumes are smooth; density evaluation is one pass per
 transform; sampling is sequential (6 passes per transform, each inverting the monotone steps by
-bisection). With no tanh steps (``components = 0``) the transform is the plain affine MAF.
+safeguarded Newton iterations). With no tanh steps (``components = 0``) the transform is the plain affine MAF.
 The flow works on standardised coordinates; ``log_prob`` takes physical heliocentric phase-space
 coordinates (kpc, km/s) and returns ln f in stars per kpc^3 (km/s)^3 when ``n_stars`` is set.
 Optionally (``sun_frame``) the flow sees each star's velocity turned to the Sun's Galactocentric azimuth
@@ -107,19 +107,31 @@ def monotone_steps(y: torch.Tensor, heights: torch.Tensor, centres: torch.Tensor
 
 
 def invert_monotone_steps(u: torch.Tensor, heights: torch.Tensor, centres: torch.Tensor, widths: torch.Tensor,
-                          iterations: int = 48) -> torch.Tensor:
-    """y with monotone_steps(y) = u: bisection in [u - sum a, u + sum a] (|u - y| <= sum a), then two
-    Newton steps (du/dy >= 1 keeps them safe)."""
+                          max_iterations: int = 100) -> torch.Tensor:
+    """y with monotone_steps(y) = u: safeguarded Newton (Numerical Recipes' rtsafe). The root lies in
+    [u - sum a, u + sum a] (|u - y| <= sum a); each iteration shrinks that bracket to the side the
+    residual's sign gives and takes the Newton step where it stays in the bracket and is under half the
+    step before last, else bisects. A point is done (and left as it is) once it has taken a Newton step,
+    or has a bracket, no larger than the round-off of its terms (4 eps (1 + |y| + sum a); du/dy >= 1,
+    so its residual is as small). Quadratic near the root: about 6-10 iterations in float32, where 48
+    bisections were taken before."""
     total = heights.sum(-2)
     lo, hi = u - total, u + total
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        above = monotone_steps(mid, heights, centres, widths)[0] > u
-        hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
-    y = 0.5 * (lo + hi)
-    for _ in range(2):
+    tol = 4 * torch.finfo(u.dtype).eps * (1.0 + u.abs() + 2 * total)
+    y, dx = u.clone(), 2 * total
+    dx_before, done = dx, torch.zeros_like(u, dtype=torch.bool)
+    for _ in range(max_iterations):
         val, slope = monotone_steps(y, heights, centres, widths)
-        y = y - (val - u) / slope
+        above = val > u
+        hi, lo = torch.where(above, y, hi), torch.where(above, lo, y)
+        step = (val - u) / slope
+        new, mid = y - step, 0.5 * (lo + hi)
+        newton = (new >= lo) & (new <= hi) & (2 * step.abs() <= dx_before.abs())
+        dx_before, dx = dx, torch.where(newton, step, y - mid)
+        y = torch.where(done, y, torch.where(newton, new, mid))
+        done = done | (newton & (step.abs() <= tol)) | (hi - lo <= tol)
+        if bool(done.all()):
+            break
     return y
 
 
