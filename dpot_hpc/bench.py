@@ -2,7 +2,8 @@
 
 Each stage runs in a fresh process (so its peak memory is its own) on synthetic inputs of the
 default sizes and of the reference implementation's sizes:
-  - DF training: samples/s of full optimisation steps of the default flow (batch 2048 and 8192), and at
+  - DF training: samples/s of full optimisation steps of the default flow (batch 2048 and 8192; the
+    median of 5 blocks of steps, with the slowest and fastest block's), and at
     batch 2048 with bfloat16 matrix products where the device has them natively (``df.bfloat16_fraction``
     uses them on such CPUs; on a GPU the figure says whether it should there too), both also on one
     thread (a rank of a CPU run with one rank per core);
@@ -83,6 +84,15 @@ def _timed(fn, device: str, repeats: int, warmup: int = 1) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
+def _timed_blocks(fn, device: str, blocks: int, per_block: int, warmup: int = 2) -> list[float]:
+    """Seconds per call of fn in each of ``blocks`` consecutive blocks of ``per_block`` calls, after
+    ``warmup`` calls: their median is robust to a burst of other work on a shared machine, and their
+    spread says how steady the figure is."""
+    for _ in range(warmup):
+        fn()
+    return [_timed(fn, device, per_block, warmup=0) for _ in range(blocks)]
+
+
 def matmul_gflops(device: str, n: int = 2048) -> float:
     """This device's fp32 matrix-multiplication ceiling (GFLOP/s): n x n times n x n, 2 n^3 FLOPs, at the
     fastest of several timed calls (a ceiling: a call slowed by other work on the machine does not lower it)."""
@@ -99,9 +109,10 @@ def _stars(n: int) -> torch.Tensor:
     return torch.cat([s.x_h, s.v_h], -1)
 
 
-def bench_df(device: str, batch: int, steps: int, bfloat16: bool = False) -> dict:
+def bench_df(device: str, batch: int, steps: int, bfloat16: bool = False, blocks: int = 5) -> dict:
     """Samples/s of full optimisation steps (forward, backward, clip, AdamW) of the default flow, its
-    training loss with bfloat16 matrix products when ``bfloat16``."""
+    training loss with bfloat16 matrix products when ``bfloat16``: the median over ``blocks`` blocks of
+    ``steps`` steps, with the slowest and fastest block's figures (``samples_per_s_range``)."""
     df = DFSection(batch_size=batch)
     stars = _stars(50_000)
     flow = build_flow(df, 1, 1.0)
@@ -120,7 +131,9 @@ def bench_df(device: str, batch: int, steps: int, bfloat16: bool = False) -> dic
         torch.nn.utils.clip_grad_norm_(flow.parameters(), df.clip_grad_norm)
         opt.step()
 
-    return {"samples_per_s": batch / _timed(step, device, steps, warmup=2), "batch": batch, "bfloat16": bfloat16}
+    rates = sorted(batch / dt for dt in _timed_blocks(step, device, blocks, steps))
+    return {"samples_per_s": rates[len(rates) // 2], "samples_per_s_range": [rates[0], rates[-1]],
+            "blocks": blocks, "steps_per_block": steps, "batch": batch, "bfloat16": bfloat16}
 
 
 def bench_cache(device: str, n_points: int) -> dict:
@@ -264,6 +277,11 @@ def table(res: dict) -> str:
     lines.append(f"\nFLOP rate of the 4x512 step: {res['potential_flop_fraction']:.0%} of this device's fp32 matmul "
                  f"ceiling ({res['matmul_fp32_gflops']:.0f} GFLOP/s, the fastest of 10 matmuls in the same run). "
                  f"{m['device_name']}, {m['threads']} thread(s), torch {m['torch']}.")
+    spread = res["stages"]["df_batch2048"].get("samples_per_s_range")
+    if spread:
+        st = res["stages"]["df_batch2048"]
+        lines.append(f"DF training: the median of {st['blocks']} blocks of {st['steps_per_block']} steps; the blocks "
+                     f"ranged {spread[0]:,.0f}-{spread[1]:,.0f} samples/s.")
     if res.get("df_bfloat16_speedup"):
         lines.append("DF training with bfloat16 products against float32, samples/s ratio: " + ", ".join(
             f"{v:.2f} on {k.split('_')[1]} thread(s)" for k, v in res["df_bfloat16_speedup"].items()) + ".")
