@@ -35,6 +35,17 @@ ROOT = HERE.parent
 KEEP = ("config.yaml", "plan.json", "prepared.h5", "mock.h5", "df")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the platform's word for it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def finish(run: Path, dest: Path, code: Path, cache_dir: Path) -> dict:
     """Copy the DF stage of ``run`` to ``dest``, finish it with the code at ``code``; wall time, stage
     split, cache member times and scalars."""
@@ -60,7 +71,7 @@ def finish(run: Path, dest: Path, code: Path, cache_dir: Path) -> dict:
             members[log.stem.removeprefix("cache-")] = float(m.group(1))
     return {"wall_s": wall, "stages_s": summary["timing_s"], "cache_members_s": members,
             "scalars": {k: v["median"] for k, v in summary["best"].items()},
-            "half_width_68": {k: v["half_width"] for k, v in summary["best"].items()}}
+            "half_width_68": {k: v["half_width_68"] for k, v in summary["best"].items()}}
 
 
 def main() -> None:
@@ -87,7 +98,7 @@ def main() -> None:
               "cache_stage_s": {"base": base["stages_s"]["cache"], "current": current["stages_s"]["cache"]},
               "cache_stage_ratio": current["stages_s"]["cache"] / base["stages_s"]["cache"],
               "base": base, "current": current, "shift_over_68_half_width": shift,
-              "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+              "machine": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
               "date": time.strftime("%Y-%m-%d")}
     write_json(HERE / "results" / "cache_redraw.json", result)
     shutil.rmtree(work, ignore_errors=True)
