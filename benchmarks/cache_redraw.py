@@ -29,21 +29,12 @@ from pathlib import Path
 
 from runs import write_json
 
+from dpot_hpc.bench import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: What the copies keep: the inputs and the finished DF stage.
 KEEP = ("config.yaml", "plan.json", "prepared.h5", "mock.h5", "df")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), or the platform's word for it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def finish(run: Path, dest: Path, code: Path, cache_dir: Path) -> dict:

@@ -67,6 +67,18 @@ def source_commit() -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's word for it: the same kind
+    of machine comes with different CPUs, whose figures differ (docs/benchmarks.md)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -244,7 +256,7 @@ def run_bench(device: str, threads: int, quick: bool = False, log=print) -> dict
         "vs_reference": {k: headline[k] / v for k, v in REFERENCE.items()},
         "reference": REFERENCE,
         "stages": results,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "machine": {"platform": platform.platform(), "processor": cpu_model(),
                     "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "threads": threads, "device": device,
                     "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"},
@@ -276,7 +288,8 @@ def table(res: dict) -> str:
     m = res["machine"]
     lines.append(f"\nFLOP rate of the 4x512 step: {res['potential_flop_fraction']:.0%} of this device's fp32 matmul "
                  f"ceiling ({res['matmul_fp32_gflops']:.0f} GFLOP/s, the fastest of 10 matmuls in the same run). "
-                 f"{m['device_name']}, {m['threads']} thread(s), torch {m['torch']}.")
+                 f"{m['device_name'] if m['device'] != 'cpu' else m['processor']}, {m['threads']} thread(s), "
+                 f"torch {m['torch']}.")
     spread = res["stages"]["df_batch2048"].get("samples_per_s_range")
     if spread:
         st = res["stages"]["df_batch2048"]
