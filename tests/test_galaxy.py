@@ -95,6 +95,25 @@ def test_potential_gradient_reverse_pass_matches_autograd():
             assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
+def test_explicit_terms_gradient_basis_is_autograds_gradient_of_each_term():
+    """grad Phi = the MLP's gradient + sum_k c_k basis_k over the 9 explicit coefficients (the
+    least-squares start's columns): autograd's gradient of a potential with random explicit terms,
+    minus that of the same MLP with them at zero, equals the basis summed with those coefficients."""
+    from dpot_hpc.models.potential import explicit_gradient_basis
+
+    phi, x = _random_potential()
+    _, g_full, _ = gradient_and_laplacian(phi, x)
+    coefficients = torch.cat([phi.linear.detach(), phi.quadratic.detach()])
+    assert coefficients.abs().min() > 0.01  # every term takes part
+    with torch.no_grad():
+        phi.linear.zero_()
+        phi.quadratic.zero_()
+    _, g_mlp, _ = gradient_and_laplacian(phi, x)
+    basis = explicit_gradient_basis(phi, x)
+    assert basis.shape == (9, x.shape[0], 3)
+    assert torch.allclose(g_mlp + (coefficients[:, None, None] * basis).sum(0), g_full, rtol=1e-10, atol=1e-8)
+
+
 @pytest.mark.parametrize("components", [0, 3])
 def test_flow_sampling_inverts_the_density_map(components):
     """from_base inverts to_base (affine and monotone-step transforms), to_base's ln|det| is that of

@@ -137,6 +137,18 @@ def gradient(phi: PotentialNet, x: torch.Tensor) -> torch.Tensor:
     return (grad * phi.phi_scale.to(dtype) / phi.length_scale.to(dtype)).to(x.dtype)
 
 
+def explicit_gradient_basis(phi: PotentialNet, x: torch.Tensor) -> torch.Tensor:
+    """The gradients [(km/s)^2/kpc] of Phi's 9 explicit terms at x (N, 3) kpc, each with its coefficient
+    at 1, in x's dtype, shape (9, N, 3): g . u for g = e_x, e_y, e_z, then 1/2 u^T H u for H's entries
+    xx, yy, zz, xy, xz, yz (``PotentialNet.quadratic``'s order). grad Phi is the MLP's gradient plus
+    sum_k c_k basis_k over ``phi.linear`` and ``phi.quadratic``'s values c."""
+    scale = float(phi.phi_scale) / float(phi.length_scale)
+    u = x / float(phi.length_scale)
+    linear = torch.eye(3, dtype=x.dtype, device=x.device).expand(x.shape[0], 3, 3).transpose(0, 1)
+    quadratic = [u @ _quadratic_matrix(torch.eye(6, dtype=x.dtype, device=x.device)[k]) for k in range(6)]
+    return torch.cat([linear, torch.stack(quadratic)]) * scale
+
+
 @torch.no_grad()
 def evaluate(phi: nn.Module, x: torch.Tensor, batch: int = 8192) -> dict[str, torch.Tensor]:
     """Phi [(km/s)^2], a = -grad Phi [(km/s)^2/kpc] and rho [Msun/pc^3] at x (N, 3) kpc."""

@@ -23,7 +23,7 @@ from ..constants import LAPLACIAN_TO_RHO_MSUN_PC3
 from ..physics.cbe import helio_frame_vectors, residual_in_frame
 from ..physics.frames import SunFrame
 from ..progress import MemberLog
-from .potential import PotentialNet, fields, gradient
+from .potential import PotentialNet, explicit_gradient_basis, fields, gradient
 from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
 #: History columns of a potential member: step, loss, mean |r| [km/s/kpc], Omega_p [km/s/kpc].
@@ -117,19 +117,16 @@ def _least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str,
     phi.linear.zero_()
     phi.quadratic.zero_()
 
-    def residual(om: float) -> torch.Tensor:
-        return residual_in_frame(x, v, gx, gv, -gradient(phi, x), torch.tensor(om, dtype=x.dtype, device=x.device), frame)
+    def residual(grad_phi: torch.Tensor, om: float) -> torch.Tensor:
+        return residual_in_frame(x, v, gx, gv, -grad_phi, torch.tensor(om, dtype=x.dtype, device=x.device), frame)
 
     om0 = 0.0 if free else float(omega)
-    r0 = residual(om0)
-    columns = []
-    for p in (phi.linear, phi.quadratic):
-        for k in range(p.numel()):
-            p.view(-1)[k] = 1.0
-            columns.append(residual(om0) - r0)
-            p.view(-1)[k] = 0.0
+    grad_mlp = gradient(phi, x)  # the explicit terms are zero: the MLP's alone
+    r0 = residual(grad_mlp, om0)
+    # the residual is linear in the explicit terms' gradients (explicit_gradient_basis): one column each
+    columns = [residual(grad_mlp + b, om0) - r0 for b in explicit_gradient_basis(phi, x)]
     if free:
-        columns.append(residual(1.0) - r0)
+        columns.append(residual(grad_mlp, 1.0) - r0)
     J, r0 = torch.stack(columns, -1) * w[:, None], r0 * w
     scale = J.square().sum(0).sqrt()  # unit columns: the normal equations' condition is that of J squared
     J = J / scale
