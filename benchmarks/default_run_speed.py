@@ -25,6 +25,8 @@ from pathlib import Path
 
 from runs import write_json
 
+from dpot_hpc.bench import cpu_model, source_commit
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: The defaults of 9773299 that the current code changed (the rest are the same; config.yaml at 9773299):
@@ -59,19 +61,19 @@ def main() -> None:
         # a fresh torch.compile cache: the current code's compilation is timed as on a first run
         env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
                "TORCHINDUCTOR_CACHE_DIR": str(work / "inductor-cache")}
+        measured = source_commit()  # the code as the current run starts (+dirty with uncommitted changes)
         t_new = timed([sys.executable, "-m", "dpot_hpc", "run", *sets], ROOT, env)
         s_old = json.loads((work / "old" / "summary.json").read_text())
         s_new = json.loads((work / "new" / "summary.json").read_text())
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
     result = {
-        "base": args.base, "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                                    capture_output=True, text=True).stdout.strip(),
+        "base": args.base, "commit": measured,
         "settings_of_base": BASE_SETTINGS, "wall_s": {"base": round(t_old, 1), "current": round(t_new, 1)},
         "ratio": round(t_new / t_old, 3), "stages_s": {"base": s_old["timing_s"], "current": s_new["timing_s"]},
         "scalars": {"base": {k: v["median"] for k, v in s_old["best"].items()},
                     "current": {k: v["median"] for k, v in s_new["best"].items()}, "truth": s_new["truth"]},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "date": time.strftime("%Y-%m-%d"),
+        "machine": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()}, "date": time.strftime("%Y-%m-%d"),
         "compile_cache": "cold (fresh TORCHINDUCTOR_CACHE_DIR for the current run)",
     }
     write_json(HERE / "results" / "default_run_speed.json", result)
