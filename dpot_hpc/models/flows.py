@@ -113,8 +113,8 @@ def invert_monotone_steps(u: torch.Tensor, heights: torch.Tensor, centres: torch
     residual's sign gives and takes the Newton step where it stays in the bracket and is under half the
     step before last, else bisects. A point is done (and left as it is) once it has taken a Newton step,
     or has a bracket, no larger than the round-off of its terms (4 eps (1 + |y| + sum a); du/dy >= 1,
-    so its residual is as small). Quadratic near the root: about 6-10 iterations in float32, where 48
-    bisections were taken before."""
+    so its residual is as small). Quadratic near the root: 10-20 iterations for a batch of points in
+    float32 or float64 (the batch stops with its slowest point), where 48 bisections were taken before."""
     total = heights.sum(-2)
     lo, hi = u - total, u + total
     tol = 4 * torch.finfo(u.dtype).eps * (1.0 + u.abs() + 2 * total)
