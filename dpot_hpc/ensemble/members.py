@@ -31,6 +31,7 @@ from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, rea
 from ..data.provenance import stamp, verify
 from ..data.mockfile import MockTruth
 from ..data.runfolder import RunFolder
+from ..models.device import one_cpu_thread
 from ..models.df_training import build_flow, bfloat16_epochs, train_flow
 from ..models.flows import Flow
 from ..models.potential import PotentialNet, evaluate
@@ -245,10 +246,13 @@ def run_cache_member(spec: MemberSpec, ctx: RunContext) -> Path:
 
 # --- potential members ----------------------------------------------------------
 def member_scalars(phi: PotentialNet, omega_p: float, cfg: Config, rho_baryons, sun: SunFrame) -> dict[str, float]:
-    """The reported scalars of one trained potential on the evaluation grid."""
+    """The reported scalars of one trained potential on the evaluation grid, on one CPU thread (their means
+    over the grid's points would otherwise vary in the last bits with the rank's thread count, which the
+    lending of idle ranks' threads changes: ``one_cpu_thread``)."""
     grid = evaluation_grid(cfg.summary.grid_spacing_kpc, cfg.summary.shell_r_max_kpc)
-    fields = evaluate(phi, grid)
-    s = scalars_from_fields(grid, fields["accel"], fields["rho"], rho_baryons, sun, cfg.summary)
+    with one_cpu_thread():
+        fields = evaluate(phi, grid)
+        s = scalars_from_fields(grid, fields["accel"], fields["rho"], rho_baryons, sun, cfg.summary)
     s["omega_p"] = float(omega_p)
     return s
 

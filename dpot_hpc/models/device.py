@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -12,6 +13,20 @@ from ..errors import DpotError
 
 class DeviceError(DpotError, RuntimeError):
     """The requested device is not available."""
+
+
+@contextlib.contextmanager
+def one_cpu_thread():
+    """Run the block on one CPU thread, then go back to the caller's count. torch splits a reduction over
+    many points (a sum, a mean) among its threads, so the last bits depend on the thread count, which
+    the driver's lending of idle ranks' threads changes during a stage (cluster/cores.py); a member must
+    come out bit for bit the same whichever rank computes it, with however many threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def pick_device(want: str, local_rank: int = 0, key: str = "run.device") -> str:

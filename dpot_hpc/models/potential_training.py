@@ -23,6 +23,7 @@ from ..constants import LAPLACIAN_TO_RHO_MSUN_PC3
 from ..physics.cbe import helio_frame_vectors, residual_in_frame
 from ..physics.frames import SunFrame
 from ..progress import MemberLog
+from .device import one_cpu_thread
 from .potential import PotentialNet, explicit_gradient_basis, fields, gradient
 from .training import Interrupted, LoopHooks, LoopState, Resumable, seeded, set_cosine_lr
 
@@ -95,12 +96,8 @@ def least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str, 
     zero, the fit's budget decided how much of a dense disc's density it reached (docs/recovery.md).
     Computed on one CPU thread: sums over START_POINTS points would otherwise be split by the thread
     count, and a member must come out bit for bit the same whichever rank trains or resumes it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_cpu_thread():
         _least_squares_start(phi, omega, data, frame, pot, seed)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @torch.no_grad()
