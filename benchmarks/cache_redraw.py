@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from runs import write_json
+from runs import checked_out, write_json
 
-from dpot_hpc.bench import cpu_model
+from dpot_hpc.bench import cpu_model, source_commit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -73,16 +73,10 @@ def main() -> None:
     if not (args.run / "df").is_dir():
         sys.exit(f"{args.run}: no df/ folder; give a run folder whose DF stage has finished")
     work = Path(tempfile.mkdtemp(prefix="dpot-redraw-"))
-    old = work / "base-code"
-    subprocess.run(["git", "worktree", "add", "--detach", str(old), args.base], cwd=ROOT, check=True,
-                   capture_output=True)
-    try:
+    with checked_out(args.base, work / "base-code") as old:
         base = finish(args.run.resolve(), work / "base", old, work / "inductor-base")
-        current = finish(args.run.resolve(), work / "current", ROOT, work / "inductor-current")
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = source_commit()  # the code as the current run starts (+dirty with uncommitted changes)
+    current = finish(args.run.resolve(), work / "current", ROOT, work / "inductor-current")
     shift = {k: (current["scalars"][k] - base["scalars"][k]) / base["half_width_68"][k]
              for k in base["scalars"] if base["half_width_68"][k] > 0}
     result = {"base_commit": args.base, "commit": commit, "run": args.run.name,

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runs import write_json
+from runs import checked_out, write_json
 
 from dpot_hpc.bench import cpu_model, source_commit
 
@@ -51,10 +51,7 @@ def main() -> None:
     ap.add_argument("--base", default="9773299")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dpot-speed-"))
-    old = work / "base"
-    subprocess.run(["git", "worktree", "add", "--detach", str(old), args.base], cwd=ROOT, check=True,
-                   capture_output=True)
-    try:
+    with checked_out(args.base, work / "base") as old:
         env = {**os.environ, "PYTHONPATH": str(old)}
         t_old = timed([sys.executable, "-m", "dpot_hpc.cli", "run", "--set", f"run.dir={work / 'old'}"], old, env)
         sets = [a for s in [*BASE_SETTINGS, f"run.dir={work / 'new'}"] for a in ("--set", s)]
@@ -65,8 +62,6 @@ def main() -> None:
         t_new = timed([sys.executable, "-m", "dpot_hpc", "run", *sets], ROOT, env)
         s_old = json.loads((work / "old" / "summary.json").read_text())
         s_new = json.loads((work / "new" / "summary.json").read_text())
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
     result = {
         "base": args.base, "commit": measured,
         "settings_of_base": BASE_SETTINGS, "wall_s": {"base": round(t_old, 1), "current": round(t_new, 1)},

@@ -3,6 +3,8 @@ is reused), the commit measured and the machine it ran on."""
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import platform
@@ -18,6 +20,17 @@ sys.path.insert(0, str(ROOT))
 
 from dpot_hpc.bench import source_commit  # noqa: E402
 from dpot_hpc.data.h5io import atomic_write_text  # noqa: E402
+
+
+@contextlib.contextmanager
+def checked_out(commit: str, where: Path):
+    """A git worktree of ``commit`` at ``where`` (detached) for the block, removed after it."""
+    subprocess.run(["git", "worktree", "add", "--detach", str(where), commit], cwd=ROOT, check=True,
+                   capture_output=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, capture_output=True)
 
 
 def write_json(path: Path, obj) -> None:
