@@ -15,6 +15,25 @@ from dpot_hpc.data.mockfile import mock_galaxy
 torch.set_num_threads(int(os.environ.get("DPOT_TEST_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")))
 
 
+#: test files by their time in a full run on 2 cores (most first; the rest follow in collection order).
+#: pytest-xdist's --dist loadfile hands out whole files in collection order; its default reordering puts
+#: files with many tests first, which left the Slurm file (two tests, minutes of waiting on Slurm's
+#: clock) to the end of the run, on one worker, while the other idled.
+SLOW_FILES_FIRST = ("test_slurm.py", "test_container.py", "test_reliability.py", "test_mpi.py",
+                    "test_potential_exact.py", "test_cli.py", "test_bench.py", "test_resume.py",
+                    "test_calibration.py")
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: k for k, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files keep their own order
+
+
 @pytest.fixture(scope="session")
 def default_config():
     return load_config(None)
