@@ -118,7 +118,7 @@ def _potential_steps_per_s(env: dict, run_dir: Path, extra: list[str]) -> float:
 def test_a_member_longer_than_the_time_limit_finishes_over_several_allocations(slurm, tmp_path):
     """Time limit 1 minute, SIGUSR1 50 s before it (Slurm checks time limits every 30 s, so an allocation
     trains for 10-40 s): the potential member, sized to about 60 s of training at the rate a short run
-    measures first (so no allocation can finish it even at 1.5 times that rate; the allocations train while
+    measures first (so no allocation can finish it even at 1.5 times that rate; the first allocation trains while
     the reference below does, so no faster than the measurement), checkpoints at each signal and
     requeues its task until it is done, over several allocations; the chain completes and the summary
     equals a single-process run of the same configuration, trained at the same time."""
