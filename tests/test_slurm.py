@@ -43,8 +43,9 @@ def slurm(tmp_path_factory):
     subprocess.run(["bash", str(HERE / "slurm" / "stop.sh")], env=env, timeout=120)
 
 
-def _sets(run_dir):
-    return [a for s in [*TINY, f"run.dir={run_dir}"] for a in ("--set", s)]
+def _sets(run_dir, *extra: str) -> list[str]:
+    """--set arguments: the tiny configuration, ``extra`` settings and the run folder."""
+    return [a for s in [*TINY, *extra, f"run.dir={run_dir}"] for a in ("--set", s)]
 
 
 def _jobcomp(d: Path) -> list[dict]:
@@ -105,9 +106,8 @@ def test_job_array_chain_on_real_slurm(slurm, tmp_path):
 def _potential_steps_per_s(env: dict, run_dir: Path, extra: list[str]) -> float:
     """Training steps per second of the test's potential member on this machine now: a short run (long
     enough to train compiled, as the member does), timed from its log between steps 2000 and 8000."""
-    sets = [a for s in [*TINY, *extra, "potential.steps=8000", f"run.dir={run_dir}"] for a in ("--set", s)]
-    r = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "run", *sets], env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "run", *_sets(run_dir, *extra, "potential.steps=8000")],
+                       env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     log = (run_dir / "logs" / "potential-potential_seed-000.log").read_text()
     t = {int(n): datetime.strptime(ts, "%Y-%m-%d %H:%M:%S,%f")
@@ -118,9 +118,9 @@ def _potential_steps_per_s(env: dict, run_dir: Path, extra: list[str]) -> float:
 def test_a_member_longer_than_the_time_limit_finishes_over_several_allocations(slurm, tmp_path):
     """Time limit 1 minute, SIGUSR1 50 s before it (Slurm checks time limits every 30 s, so an allocation
     trains for 10-40 s): the potential member, sized to about 60 s of training at the rate a short run
-    measures first (so no allocation can finish it even at 1.5 times that rate; the first allocation trains while
-    the reference below does, so no faster than the measurement), checkpoints at each signal and
-    requeues its task until it is done, over several allocations; the chain completes and the summary
+    measures first (so no allocation can finish it even at 1.5 times that rate; the first allocation
+    trains beside the reference below, so no faster than the measurement), checkpoints at each signal
+    and requeues its task until it is done, over several allocations; the chain completes and the summary
     equals a single-process run of the same configuration, trained at the same time."""
     env, d = slurm
     run_dir = tmp_path / "run"
@@ -128,18 +128,18 @@ def test_a_member_longer_than_the_time_limit_finishes_over_several_allocations(s
              "potential.checkpoint_every_steps=1000000"]
     steps = 1000 * max(10, round(60 * _potential_steps_per_s(env, tmp_path / "rate", extra) / 1000))
     extra.append(f"potential.steps={steps}")
-    sets = [a for s in [*TINY, *extra, f"run.dir={run_dir}"] for a in ("--set", s)]
-    p = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "slurm", *sets, "--cpus-per-task", "1", "--time", "1",
-                        "--signal-margin", "50", "--submit"], env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "slurm", *_sets(run_dir, *extra), "--cpus-per-task", "1",
+                        "--time", "1", "--signal-margin", "50", "--submit"], env=env, capture_output=True, text=True,
+                       timeout=120)
     assert p.returncode == 0, p.stderr
     # the uninterrupted reference trains while Slurm runs the chain (mostly waiting for its 30 s ticks)
     ref = tmp_path / "ref"
-    ref_sets = [a for s in [*TINY, *extra, f"run.dir={ref}"] for a in ("--set", s)]
-    with subprocess.Popen([sys.executable, "-m", "dpot_hpc.cli", "run", *ref_sets], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as r:
+    with open(tmp_path / "ref.err", "w") as err, subprocess.Popen(
+            [sys.executable, "-m", "dpot_hpc.cli", "run", *_sets(ref, *extra)], env=env, stdout=subprocess.DEVNULL,
+            stderr=err) as r:
         _wait_for_queue(env, run_dir, minutes=15)
-        _, err = r.communicate(timeout=900)
-    assert r.returncode == 0, err[-3000:]
+        r.wait(timeout=900)
+    assert r.returncode == 0, (tmp_path / "ref.err").read_text()[-3000:]
     out = "".join(f.read_text() for f in (run_dir / "logs" / "slurm").glob("potential-*.out"))
     assert out.count("requeueing") >= 1, out[-3000:]
     log = (run_dir / "logs" / "potential-potential_seed-000.log").read_text()
