@@ -116,17 +116,18 @@ def _potential_steps_per_s(env: dict, run_dir: Path, extra: list[str]) -> float:
 
 
 def test_a_member_longer_than_the_time_limit_finishes_over_several_allocations(slurm, tmp_path):
-    """Time limit 1 minute, SIGUSR1 50 s before it (Slurm checks time limits every 30 s, so an allocation
-    trains for 10-40 s): the potential member, sized to about 60 s of training at the rate a short run
-    measures first (so no allocation can finish it even at 1.5 times that rate; the first allocation
-    trains beside the reference below, so no faster than the measurement), checkpoints at each signal
-    and requeues its task until it is done, over several allocations; the chain completes and the summary
-    equals a single-process run of the same configuration, trained at the same time."""
+    """Time limit 1 minute, SIGUSR1 50 s before it (Slurm may send it up to 60 s early, never late:
+    8-18 s from an allocation's start to its requeue here, start-up included): the potential member,
+    sized to about 30 s of training at the rate a short run measures first (so no allocation can finish it
+    even at twice that rate; the first allocation trains beside the reference below, so no faster than the
+    measurement), checkpoints at each signal and requeues its task until it is done, over several
+    allocations; the chain completes and the summary equals a single-process run of the same
+    configuration, trained at the same time."""
     env, d = slurm
     run_dir = tmp_path / "run"
     extra = ["ensemble.df_seed=1", "ensemble.potential_seed=1", "ensemble.bootstrap=0",
              "potential.checkpoint_every_steps=1000000"]
-    steps = 1000 * max(10, round(60 * _potential_steps_per_s(env, tmp_path / "rate", extra) / 1000))
+    steps = 1000 * max(10, round(30 * _potential_steps_per_s(env, tmp_path / "rate", extra) / 1000))
     extra.append(f"potential.steps={steps}")
     p = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "slurm", *_sets(run_dir, *extra), "--cpus-per-task", "1",
                         "--time", "1", "--signal-margin", "50", "--submit"], env=env, capture_output=True, text=True,
