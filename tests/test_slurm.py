@@ -19,6 +19,7 @@ import pytest
 from conftest import skip_loudly_unless_required
 
 from dpot_hpc.data.runfolder import RunFolder
+from dpot_hpc.models.potential_training import COMPILE_MIN_POINTS
 
 HERE = Path(__file__).resolve().parent
 TINY = ["mock.n_stars=3000", "ensemble.df_seed=2", "ensemble.potential_seed=2", "ensemble.bootstrap=1",
@@ -104,15 +105,17 @@ def test_job_array_chain_on_real_slurm(slurm, tmp_path):
 
 
 def _potential_steps_per_s(env: dict, run_dir: Path, extra: list[str]) -> float:
-    """Training steps per second of the test's potential member on this machine now: a short run (long
-    enough to train compiled, as the member does), timed from its log between steps 2000 and 8000."""
-    r = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "run", *_sets(run_dir, *extra, "potential.steps=8000")],
-                       env=env, capture_output=True, text=True, timeout=300)
+    """Training steps per second of the test's potential member on this machine now: a short run (just
+    long enough to train compiled, as the member does), timed from its log over its last three quarters."""
+    steps = -(-COMPILE_MIN_POINTS // 256 // 1000) * 1000  # TINY's batch of 256; the log prints every steps/20
+    sets = _sets(run_dir, *extra, f"potential.steps={steps}")
+    r = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "run", *sets], env=env, capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     log = (run_dir / "logs" / "potential-potential_seed-000.log").read_text()
     t = {int(n): datetime.strptime(ts, "%Y-%m-%d %H:%M:%S,%f")
-         for ts, n in re.findall(r"^(\S+ \S+) step (\d+)/8000", log, re.MULTILINE)}
-    return 6000 / (t[8000] - t[2000]).total_seconds()
+         for ts, n in re.findall(rf"^(\S+ \S+) step (\d+)/{steps}", log, re.MULTILINE)}
+    return 0.75 * steps / (t[steps] - t[steps // 4]).total_seconds()
 
 
 def test_a_member_longer_than_the_time_limit_finishes_over_several_allocations(slurm, tmp_path):
