@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -27,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from runs import checked_out, write_json
+from runs import checked_out, machine, write_json
 
-from dpot_hpc.bench import cpu_model, source_commit
+from dpot_hpc.bench import source_commit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -83,7 +82,7 @@ def main() -> None:
               "cache_stage_s": {"base": base["stages_s"]["cache"], "current": current["stages_s"]["cache"]},
               "cache_stage_ratio": current["stages_s"]["cache"] / base["stages_s"]["cache"],
               "base": base, "current": current, "shift_over_68_half_width": shift,
-              "machine": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
+              "machine": machine(),
               "date": time.strftime("%Y-%m-%d")}
     write_json(HERE / "results" / "cache_redraw.json", result)
     shutil.rmtree(work, ignore_errors=True)

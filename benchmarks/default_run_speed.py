@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -23,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from runs import checked_out, write_json
+from runs import checked_out, machine, write_json
 
-from dpot_hpc.bench import cpu_model, source_commit
+from dpot_hpc.bench import source_commit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -68,7 +67,7 @@ def main() -> None:
         "ratio": round(t_new / t_old, 3), "stages_s": {"base": s_old["timing_s"], "current": s_new["timing_s"]},
         "scalars": {"base": {k: v["median"] for k, v in s_old["best"].items()},
                     "current": {k: v["median"] for k, v in s_new["best"].items()}, "truth": s_new["truth"]},
-        "machine": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()}, "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(), "date": time.strftime("%Y-%m-%d"),
         "compile_cache": "cold (fresh TORCHINDUCTOR_CACHE_DIR for the current run)",
     }
     write_json(HERE / "results" / "default_run_speed.json", result)

@@ -4,7 +4,6 @@ is reused), the commit measured and the machine it ran on."""
 from __future__ import annotations
 
 import contextlib
-
 import json
 import os
 import platform
@@ -18,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from dpot_hpc.bench import source_commit  # noqa: E402
+from dpot_hpc.bench import cpu_model, source_commit  # noqa: E402
 from dpot_hpc.data.h5io import atomic_write_text  # noqa: E402
 
 
@@ -106,4 +105,5 @@ def commit() -> str:
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+    return {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d")}
