@@ -79,6 +79,9 @@ CANDIDATES: dict[str, tuple[list[str], int, str]] = {
                      "the default with bfloat16 matrix products in every epoch's training loss"),
     "smooth2_bf16_f32end": (["df.bfloat16_fraction=0.9"], 200_000,
                             "the default with bfloat16 matrix products in the first 27 of 30 epochs"),
+    "smooth2_wd01": (["df.weight_decay=0.01"], 200_000, "the default with AdamW weight decay 0.01"),
+    "smooth2_wd1": (["df.weight_decay=0.1"], 200_000, "the default with AdamW weight decay 0.1"),
+    "smooth2_wd10": (["df.weight_decay=1.0"], 200_000, "the default with AdamW weight decay 1.0"),
 }
 SEEDS = (0, 1, 2)
 
