@@ -22,6 +22,7 @@ from ..ensemble.summary import summary_maps
 from ..ensemble.statistics import best_member_ids
 from ..progress import say
 from . import mpl
+from .availability import NOTICE, PlotsUnavailable, available
 from .dfcheck import compare
 from .fig_dfcheck import caption_df_check, plot_df_check
 from .fig_maps import caption_maps, plot_maps
@@ -107,10 +108,10 @@ MAKERS = {"scalars": _scalars, "df_check": _df_check, "maps": _maps, "residuals"
 def write_report(run_dir: str | Path, log: Callable[[str], None] = say) -> Path:
     """Write report/<figure>.png and report/index.html for a finished run folder; returns index.html.
 
-    Raises ``mpl.PlotsUnavailable`` without matplotlib, FileNotFoundError without summary.json.
+    Raises ``PlotsUnavailable`` without matplotlib, FileNotFoundError without summary.json.
     """
-    if not mpl.available():
-        raise mpl.PlotsUnavailable(mpl.NOTICE)
+    if not available():
+        raise PlotsUnavailable(NOTICE)
     t0 = time.monotonic()
     folder, cfg = RunFolder.open(run_dir)
     summary = read_summary(folder)

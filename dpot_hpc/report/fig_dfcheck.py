@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dfcheck import BinnedComparison
-from .mpl import LogNorm, new_figure
+from .mpl import log_norm, new_figure
 from .panels import SIGNIFICANCE_LIMIT, colorbar, label_projection, mesh
 from .projections import PROJECTIONS
 
@@ -18,7 +18,7 @@ def plot_df_check(maps: dict[str, BinnedComparison]):
     for row, (name, m) in zip(axes, maps.items()):
         proj = PROJECTIONS[name]
         pos = np.concatenate([m.n_data[m.n_data > 0], m.n_flow[m.n_flow > 0]])
-        norm = LogNorm(vmin=max(float(pos.min()), 0.5), vmax=float(pos.max())) if pos.size else None
+        norm = log_norm(max(float(pos.min()), 0.5), float(pos.max())) if pos.size else None
         for ax, values, title in ((row[0], m.n_data, "stars"), (row[1], m.n_flow, "flow ensemble (renormalised)")):
             im = mesh(ax, m.edges_a, m.edges_b, np.where(values > 0, values, np.nan), norm=norm, cmap="viridis")
             ax.set_title(f"{title}: {proj.xlabel.split(' [')[0]}-{proj.ylabel.split(' [')[0]}")

@@ -1,22 +1,20 @@
 """matplotlib when it is installed (the optional ``plots`` extra): figures without pyplot (no global
-backend: the Agg canvas), plain text rendering (no LaTeX, no style files), atomic PNG writes."""
+backend: the Agg canvas), plain text rendering (no LaTeX, no style files), atomic PNG writes.
+matplotlib is imported by the first figure, not with this module, so that the CLI, which imports the
+report package, starts without it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-try:
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+from .availability import NOTICE, PlotsUnavailable
+
+if TYPE_CHECKING:
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
-except ImportError:  # the plots extra is not installed
-    matplotlib = LogNorm = None
-
-#: The one line printed when the report is skipped.
-NOTICE = "report skipped: matplotlib is not installed (pip install 'dpot-hpc[plots]')"
 
 #: rcParams of every report figure (whatever the user's matplotlibrc says).
 RC = {"text.usetex": False, "font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 8.5,
@@ -26,29 +24,37 @@ RC = {"text.usetex": False, "font.family": "DejaVu Sans", "font.size": 8, "axes.
 DPI = 90
 
 
-class PlotsUnavailable(RuntimeError):
-    """matplotlib is not installed."""
-
-
-def available() -> bool:
-    """Whether matplotlib can be imported."""
-    return matplotlib is not None
+def _matplotlib():
+    """The matplotlib module; PlotsUnavailable when it cannot be imported."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotsUnavailable(NOTICE) from None
+    return matplotlib
 
 
 def style():
     """Context manager: the report's rcParams."""
-    if matplotlib is None:
-        raise PlotsUnavailable(NOTICE)
-    return matplotlib.rc_context(RC)
+    return _matplotlib().rc_context(RC)
 
 
 def new_figure(width_in: float, height_in: float) -> Figure:
     """A figure of that size (inches) on an Agg canvas."""
-    if matplotlib is None:
-        raise PlotsUnavailable(NOTICE)
+    _matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width_in, height_in), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def log_norm(vmin: float, vmax: float) -> LogNorm:
+    """A logarithmic colour scale from vmin to vmax."""
+    _matplotlib()
+    from matplotlib.colors import LogNorm
+
+    return LogNorm(vmin=vmin, vmax=vmax)
 
 
 def save(fig: Figure, path: Path) -> Path:
