@@ -31,6 +31,7 @@ from .ensemble.maps import band_sigma
 from .ensemble.plan import STAGES, format_plan, plan_rows
 from .ensemble.schedule import format_prediction, load_costs, simulate
 from .ensemble.statistics import format_summary
+from .ensemble.status import format_status, run_status
 from .ensemble.summary import summarize
 from .errors import DpotError, DpotWarning
 from .models.device import pick_device
@@ -204,6 +205,21 @@ def report(run_dir, quiet, verbose):
         click.echo(f"dpot-hpc: {REPORT_NOTICE}")
         return
     click.echo(f"report: {write_report(run_dir, log=progress_log(v))}")
+
+
+@main.command(short_help="Show how far a run folder has got: members done, training, waiting.")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (for scripts).")
+@verbosity_options
+def status(run_dir, as_json, quiet, verbose):
+    """Show how far the run in RUN_DIR has got: per stage the members done, training and waiting; for
+    each training member its epoch or step, its speed, the time left and how long ago its log last
+    moved; whether the summary and the calibration runs are written. Reads the folder only: safe
+    while the run trains (docs/outputs.md, 'Progress of a run')."""
+    _verbosity(quiet, verbose)
+    folder, cfg = RunFolder.open(run_dir)
+    st = run_status(folder, cfg)
+    click.echo(json.dumps(st.to_dict(), indent=1) if as_json else format_status(st))
 
 
 @main.command(short_help="Render (and --submit) the Slurm job-array chain.")

@@ -143,6 +143,10 @@ def test_killed_mpi_job_resumes(reference, tmp_path):
             finished[p] = _digest(p)
     assert any(p.parts[-2] == "df" for p in finished)
     assert not (run_dir / "summary.json").exists()
+    st = status(run_dir)
+    assert st["stages"]["df"]["done"] == 3 and not st["summary_written"]
+    assert {m["id"] for m in st["members"] if m["stage"] == "cache" and m["state"] == "done"} == \
+        {p.stem for p in finished if p.parts[-2] == "cache"}
     again = mpirun(2, run_dir)
     assert again.returncode == 0, again.stderr[-3000:]
     for p, d in finished.items():
@@ -153,6 +157,18 @@ def test_killed_mpi_job_resumes(reference, tmp_path):
     s_ref = json.loads((reference / "summary.json").read_text())
     s_new = json.loads((run_dir / "summary.json").read_text())
     assert s_ref["members"] == s_new["members"] and s_ref["best"] == s_new["best"]
+    st = status(run_dir)  # every member of the plan done, the summary written
+    plan = json.loads((run_dir / "plan.json").read_text())["members"]
+    assert [(m["stage"], m["id"], m["state"]) for m in st["members"]] == [(m["stage"], m["id"], "done") for m in plan]
+    assert st["summary_written"]
+
+
+def status(run_dir):
+    """`dpot-hpc status RUN_DIR --json`, parsed."""
+    p = subprocess.run([sys.executable, "-m", "dpot_hpc.cli", "status", str(run_dir), "--json"], env=_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout)
 
 
 def test_more_ranks_than_members_and_a_pipeline_off(tmp_path):
