@@ -12,6 +12,10 @@ runs' reported standard deviations give s^2 (three degrees of freedom each). The
 the spread of the coverage runs' errors about their mean over their reported sigma,
 sqrt(((1 - f)(1 + 1/K) + f / K) / (1 + 1/K)), and a band scaled by that factor is what the coverage
 would be with the share known (printed beside the reported bands' coverage, with the same t quantiles).
+Beside it, from the same pairs: how much one flow on a realization's own stars varies over the
+realizations (its error variance: the pairs' means vary as v_data + v_train / 2) and how much the coverage
+runs' best estimates do, both over the bootstrap members' variance s^2: were the bootstrap resamples a
+faithful stand-in for fresh stars, one flow's ratio would be near 1.
 
     python benchmarks/training_noise.py --family thin_thick_lowered --realizations 10 --coverage lsq
 
@@ -65,8 +69,15 @@ def main() -> None:
         errs = [c[q]["error"] for c in cov_runs[:n]]
         centred = [e - _mean(errs) for e in errs]
         factor = math.sqrt(max((1 - share) * inflate + share / args.flows, 1.0 / args.flows) / inflate)
+        # a single flow on a realization's own stars: error a_k + t_kj (a_k: the stars' own sampling noise and
+        # bias, variance v_data; t: training noise); the pair's mean varies over the realizations as
+        # v_data + v_train / 2, so one flow's error as v_data + v_train
+        pair_err = [_mean([r["replicates"][m][q] for m in REPLICATES]) - c[q]["truth"] for r, c in zip(rows, cov_runs)]
+        v_pair = sum((e - _mean(pair_err)) ** 2 for e in pair_err) / (n - 1)
         per_scalar[q] = {
             "train_variance": v_train, "train_dof": n, "bootstrap_variance": _mean(s2), "bootstrap_dof": 3 * n,
+            "single_flow_error_variance": v_pair + v_train / 2, "data_variance": v_pair - v_train / 2,
+            "best_error_variance": sum(e * e for e in centred) / (n - 1),
             "train_share": share,
             # relative standard error of the ratio of two independent variance estimates
             "train_share_rel_se": math.sqrt(2 / n + 2 / (3 * n)),
@@ -83,12 +94,15 @@ def main() -> None:
                      "coverage_commits": cov["families"][args.family].get("run_commits"), "flows_K": args.flows,
                      "per_scalar": per_scalar, "runs": rows, "commit": commit(), "machine": machine()})
     print("| scalar | training share f of the members' variance | predicted / observed spread of the errors over "
-          "the reported sigma | 68% covered: reported / scaled | 95% covered: reported / scaled |")
-    print("|---|---|---|---|---|")
+          "the reported sigma | 68% covered: reported / scaled | 95% covered: reported / scaled | over the "
+          "bootstrap members' variance: one flow's error on the stars / the best estimate's error |")
+    print("|---|---|---|---|---|---|")
     for q, s in per_scalar.items():
+        b = s["bootstrap_variance"]
         print(f"| {q} | {s['train_share']:.2f} (+- {s['train_share'] * s['train_share_rel_se']:.2f}) | "
               f"{s['predicted_rms_ratio']:.2f} / {s['observed_rms_ratio']:.2f} | {s['covered_68']}/{n} / "
-              f"{s['covered_68_scaled']}/{n} | {s['covered_95']}/{n} / {s['covered_95_scaled']}/{n} |")
+              f"{s['covered_68_scaled']}/{n} | {s['covered_95']}/{n} / {s['covered_95_scaled']}/{n} | "
+              f"{s['single_flow_error_variance'] / b:.2f} / {s['best_error_variance'] / b:.2f} |")
     print(f"wrote {out}")
 
 
