@@ -20,6 +20,11 @@ class Verbosity(enum.IntEnum):
     VERBOSE = 2
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as progress lines show it: '42 s' below 90 s, else minutes ('1.5 min')."""
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def emit(line: str) -> None:
     """Write one progress line to stderr in a single write, so that lines from MPI ranks sharing a
     stream never interleave mid-line (print() writes text and newline separately when Python's

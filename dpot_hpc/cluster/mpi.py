@@ -32,7 +32,7 @@ from ..ensemble.members import RunContext, check_member_inputs, run_member, stat
 from ..ensemble.plan import STAGES, MemberSpec, stages, write_plan
 from ..ensemble.summary import summarize
 from ..models.device import pick_device
-from ..progress import Verbosity, emit, progress_log, say
+from ..progress import Verbosity, emit, format_duration, progress_log, say
 from .cores import CoreShare, cpu_group, cpu_limit, thread_share, usable_cpus
 
 
@@ -160,10 +160,6 @@ def bind(comm, cfg: Config) -> Binding:
                    cpu_group=cpu_group(cpus))
 
 
-def _fmt(s: float) -> str:
-    return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
-
-
 def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_root: Path, t_run: float,
               binding: Binding, verbosity: Verbosity = Verbosity.NORMAL) -> dict[str, dict]:
     """Run one stage's members, handed out dynamically; returns this rank's potential scalars.
@@ -211,8 +207,8 @@ def run_stage(comm, name: str, specs: list[MemberSpec], ctx: RunContext, claims_
         eta = el / done * (n - done) if done else 0.0  # at the rate members finished so far
         if verbosity >= Verbosity.NORMAL:
             emit(f"dpot-hpc[rank {rank}] {name} stage: {spec.id} {'was done' if was == 'done' else 'done'}; "
-                 f"{done}/{n} done, {started - done} running, {n - started} left; stage {_fmt(el)}, "
-                 f"run {_fmt(time.monotonic() - t_run)}, stage ETA {_fmt(eta)}")
+                 f"{done}/{n} done, {started - done} running, {n - started} left; stage {format_duration(el)}, "
+                 f"run {format_duration(time.monotonic() - t_run)}, stage ETA {format_duration(eta)}")
     if share is not None:
         share.lend()
         share.wait(lambda: claims.failed() or claims.counts()[1] >= n)
@@ -336,7 +332,7 @@ def _calibrate(cfg: Config, comm, folder: RunFolder, summary: dict | None, verbo
         return None
     timing = {**summary["timing_s"], "calibration": time.monotonic() - t0}
     summary = summarize(cfg, folder, timing=timing)
-    log(f"calibration: {len(subs[1])} run(s) in {_fmt(timing['calibration'])}; systematic term in {folder.summary_json}")
+    log(f"calibration: {len(subs[1])} run(s) in {format_duration(timing['calibration'])}; systematic term in {folder.summary_json}")
     return summary
 
 
@@ -368,5 +364,5 @@ def _run_stages(cfg: Config, comm, folder: RunFolder, n: int, token: str, verbos
         scalars.update(part)
     timing["ranks"] = size
     summary = summarize(cfg, folder, scalars, timing)
-    log(f"finished in {_fmt(time.monotonic() - t_run)}; summary in {folder.summary_json}")
+    log(f"finished in {format_duration(time.monotonic() - t_run)}; summary in {folder.summary_json}")
     return summary

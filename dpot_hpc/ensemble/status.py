@@ -21,7 +21,9 @@ import h5py
 from ..config import Config
 from ..data.h5io import load_tree
 from ..data.runfolder import RunFolder
+from ..progress import format_duration
 from .calibration import calibration_ids, finished_calibrations
+from .members import MemberFileError, status as member_file_status
 from .plan import MemberSpec, stages
 
 #: A progress line of a member log: "<date> <time> epoch 12/30 ..." or "... step 500/1500 ...".
@@ -67,13 +69,13 @@ class MemberStatus:
         return self.idle_s > max(STOPPED_FACTOR * (self.seconds_per_unit or 0.0), STOPPED_MIN_S)
 
 
-def _checkpoint_position(path: Path, unit: str) -> tuple[str, int | None]:
-    """(status attr, the checkpoint's epoch or step) of a df or potential member file."""
-    with h5py.File(path, "r") as f:
-        status = str(f.attrs.get("status", "done"))
-        if status != "training" or "checkpoint" not in f:
-            return status, None
-        return status, int(load_tree(f["checkpoint/s:state"])[unit])
+def _checkpoint_position(path: Path, unit: str) -> int:
+    """The epoch or step of a training member file's checkpoint."""
+    try:
+        with h5py.File(path, "r") as f:
+            return int(load_tree(f["checkpoint/s:state"])[unit])
+    except (OSError, KeyError) as exc:
+        raise MemberFileError(f"checkpoint in {path} is unreadable ({exc}); move the file away to recompute") from None
 
 
 def _log_rate(log: Path) -> float | None:
@@ -102,10 +104,9 @@ def member_status(spec: MemberSpec, stage: str, cfg: Config, folder: RunFolder, 
     if not path.is_file():  # started (its log is there) but not yet at its first checkpoint, or not started
         return MemberStatus(state="training", unit=unit, done_units=0, total_units=total, **base) \
             if log.is_file() else MemberStatus(state="waiting", **base)
-    status, position = _checkpoint_position(path, unit)
-    if status == "done":
+    if member_file_status(path) == "done":
         return MemberStatus(state="done", **base)
-    return MemberStatus(state="training", unit=unit, done_units=position, total_units=total,
+    return MemberStatus(state="training", unit=unit, done_units=_checkpoint_position(path, unit), total_units=total,
                         seconds_per_unit=_log_rate(log) if log.is_file() else None, **base)
 
 
@@ -142,12 +143,6 @@ def run_status(folder: RunFolder, cfg: Config, now: float | None = None) -> RunS
                      sorted(finished_calibrations(cfg, folder)), len(calibration_ids(cfg)))
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
 def format_status(st: RunStatus) -> str:
     """The status as the terminal shows it: a line per stage, one per training member, the summary."""
     lines = [f"run folder {st.root}"]
@@ -160,9 +155,9 @@ def format_status(st: RunStatus) -> str:
             if m.state != "training":
                 continue
             where = f"{m.unit} {m.done_units}/{m.total_units}" if m.unit else "drawing points"
-            rate = (f", {m.seconds_per_unit:.2g} s/{m.unit}, about {_duration(m.seconds_left)} left"
+            rate = (f", {m.seconds_per_unit:.2g} s/{m.unit}, about {format_duration(m.seconds_left)} left"
                     if m.seconds_left is not None else "")
-            idle = f"; last log line {_duration(m.idle_s)} ago" if m.idle_s is not None else ""
+            idle = f"; last log line {format_duration(m.idle_s)} ago" if m.idle_s is not None else ""
             stopped = ": stopped? running the job again resumes it" if m.looks_stopped else ""
             lines.append(f"  {m.id:22s} {where}{rate}{idle}{stopped} ({m.log})")
     lines.append(f"{'summary':10s} {'written' if st.summary_written else 'not written'}")
