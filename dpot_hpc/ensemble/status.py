@@ -146,14 +146,9 @@ def run_status(folder: RunFolder, cfg: Config, now: float | None = None) -> RunS
 def format_status(st: RunStatus) -> str:
     """The status as the terminal shows it: a line per stage, one per training member, the summary."""
     lines = [f"run folder {st.root}"]
-    by_stage: dict[str, list[MemberStatus]] = {}
-    for m in st.members:
-        by_stage.setdefault(m.stage, []).append(m)
     for stage, counts in st.counts().items():
         lines.append(f"{stage:10s} {counts['done']} done, {counts['training']} training, {counts['waiting']} waiting")
-        for m in by_stage[stage]:
-            if m.state != "training":
-                continue
+        for m in (m for m in st.members if m.stage == stage and m.state == "training"):
             where = f"{m.unit} {m.done_units}/{m.total_units}" if m.unit else "drawing points"
             rate = (f", {m.seconds_per_unit:.2g} s/{m.unit}, about {format_duration(m.seconds_left)} left"
                     if m.seconds_left is not None else "")
