@@ -82,8 +82,7 @@ def main() -> None:
               "cache_stage_s": {"base": base["stages_s"]["cache"], "current": current["stages_s"]["cache"]},
               "cache_stage_ratio": current["stages_s"]["cache"] / base["stages_s"]["cache"],
               "base": base, "current": current, "shift_over_68_half_width": shift,
-              "machine": machine(),
-              "date": time.strftime("%Y-%m-%d")}
+              "machine": machine()}
     write_json(HERE / "results" / "cache_redraw.json", result)
     shutil.rmtree(work, ignore_errors=True)
     print("| code | cache stage | cache members | rho(R=R0) | Omega_p |\n|---|---|---|---|---|")

@@ -67,7 +67,7 @@ def main() -> None:
         "ratio": round(t_new / t_old, 3), "stages_s": {"base": s_old["timing_s"], "current": s_new["timing_s"]},
         "scalars": {"base": {k: v["median"] for k, v in s_old["best"].items()},
                     "current": {k: v["median"] for k, v in s_new["best"].items()}, "truth": s_new["truth"]},
-        "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
         "compile_cache": "cold (fresh TORCHINDUCTOR_CACHE_DIR for the current run)",
     }
     write_json(HERE / "results" / "default_run_speed.json", result)
