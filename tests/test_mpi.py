@@ -145,6 +145,9 @@ def test_killed_mpi_job_resumes(reference, tmp_path):
     assert not (run_dir / "summary.json").exists()
     st = status(run_dir)
     assert st["stages"]["df"]["done"] == 3 and not st["summary_written"]
+    # the killed launcher's lock is still there, its process gone: whatever was training is stopped, now
+    assert st["launcher"]["command"] == "run" and st["launcher"]["alive"] is False
+    assert all(m["looks_stopped"] for m in st["members"] if m["state"] == "training")
     assert {m["id"] for m in st["members"] if m["stage"] == "cache" and m["state"] == "done"} == \
         {p.stem for p in finished if p.parts[-2] == "cache"}
     again = mpirun(2, run_dir)
@@ -160,7 +163,7 @@ def test_killed_mpi_job_resumes(reference, tmp_path):
     st = status(run_dir)  # every member of the plan done, the summary written
     plan = json.loads((run_dir / "plan.json").read_text())["members"]
     assert [(m["stage"], m["id"], m["state"]) for m in st["members"]] == [(m["stage"], m["id"], "done") for m in plan]
-    assert st["summary_written"]
+    assert st["summary_written"] and st["launcher"] is None  # the lock released at the end
 
 
 def status(run_dir):

@@ -77,6 +77,7 @@ def test_status_of_a_killed_flow_and_of_the_waiting_members(tmp_path):
                             "cache": {"done": 0, "training": 0, "waiting": n["cache"]},
                             "potential": {"done": 0, "training": 0, "waiting": n["potential"]}}
     assert st["summary_written"] is False
+    assert st["launcher"] is None  # `dpot-hpc member` (a Slurm array task) takes no lock: the log's age decides
 
     # an hour without a log line (the job died with its allocation, say): reported as stopped
     log = run_dir / killed["log"]

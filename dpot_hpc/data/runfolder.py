@@ -261,6 +261,16 @@ class RunFolder:
         if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
             self.lock_file.unlink(missing_ok=True)
 
+    def launcher(self) -> dict | None:
+        """The launcher holding the folder's lock (command, host, pid, started, slurm_job_id) with
+        ``alive``: whether its process exists (True or False on this host, None on another host, where
+        it cannot be checked); None when no launcher holds it (Slurm array tasks take no lock)."""
+        holder = self._lock_holder()
+        if holder is None:
+            return None
+        here = holder.get("host") == socket.gethostname()
+        return {**holder, "alive": _alive(int(holder.get("pid", -1))) if here else None}
+
     def _lock_holder(self) -> dict | None:
         try:
             return json.loads(self.lock_file.read_text())

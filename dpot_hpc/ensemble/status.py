@@ -4,7 +4,8 @@ runs are written. It only reads the folder (member files are replaced atomically
 node that sees the folder while the run trains there.
 
 A member is 'training' while its file holds a checkpoint: it is running now, or its run was stopped and
-resumes from that checkpoint when run again; the age of its log's last line tells the two apart
+resumes from that checkpoint when run again. The launcher's lock tells the two apart when a `dpot-hpc run`
+on this host left it behind (its process is gone); otherwise the age of the member log's last line does
 (``looks_stopped``).
 """
 
@@ -41,7 +42,7 @@ class MemberStatus:
     checkpoint's epoch (df) or step (potential) of how many (``done_units`` of ``total_units``, ``unit``),
     the seconds per unit between its last two progress lines in the log (None before two), and the
     seconds since its log was last written (``idle_s``; None without a log); its log, relative to the
-    run folder."""
+    run folder; ``launcher_gone``: the `dpot-hpc run` holding the folder's lock has no process any more."""
 
     stage: str
     id: str
@@ -52,6 +53,7 @@ class MemberStatus:
     seconds_per_unit: float | None = None
     idle_s: float | None = None
     log: str | None = None
+    launcher_gone: bool = False
 
     @property
     def seconds_left(self) -> float | None:
@@ -62,9 +64,13 @@ class MemberStatus:
 
     @property
     def looks_stopped(self) -> bool:
-        """Training, and its log still for STOPPED_FACTOR times its time per unit and at least
-        STOPPED_MIN_S: its process has most likely ended (killed, out of time) without finishing."""
-        if self.state != "training" or self.idle_s is None:
+        """Training, and its launcher gone, or its log still for STOPPED_FACTOR times its time per unit and
+        at least STOPPED_MIN_S: its process has most likely ended (killed, out of time) without finishing."""
+        if self.state != "training":
+            return False
+        if self.launcher_gone:
+            return True
+        if self.idle_s is None:
             return False
         return self.idle_s > max(STOPPED_FACTOR * (self.seconds_per_unit or 0.0), STOPPED_MIN_S)
 
@@ -93,11 +99,14 @@ def _log_rate(log: Path) -> float | None:
     return (last[1][0] - last[0][0]).total_seconds() / (last[1][1] - last[0][1])
 
 
-def member_status(spec: MemberSpec, stage: str, cfg: Config, folder: RunFolder, now: float) -> MemberStatus:
-    """What the run folder says about one member (``now``: the time.time() to measure idleness from)."""
+def member_status(spec: MemberSpec, stage: str, cfg: Config, folder: RunFolder, now: float,
+                  launcher_gone: bool = False) -> MemberStatus:
+    """What the run folder says about one member (``now``: the time.time() to measure idleness from;
+    ``launcher_gone``: the launcher holding the folder is known to have ended)."""
     path, log = spec.path(folder), spec.log_path(folder)
     idle = now - log.stat().st_mtime if log.is_file() else None
-    base = dict(stage=stage, id=spec.id, idle_s=idle, log=folder.relative(log) if log.is_file() else None)
+    base = dict(stage=stage, id=spec.id, idle_s=idle, log=folder.relative(log) if log.is_file() else None,
+                launcher_gone=launcher_gone)
     if spec.kind == "cache":  # written once, at its end
         return MemberStatus(state="done" if path.is_file() else "training" if log.is_file() else "waiting", **base)
     unit, total = ("epoch", cfg.df.max_epochs) if spec.kind == "df" else ("step", cfg.potential.steps)
@@ -113,13 +122,15 @@ def member_status(spec: MemberSpec, stage: str, cfg: Config, folder: RunFolder, 
 @dataclass(frozen=True)
 class RunStatus:
     """A run folder's progress: every member's status in plan order, whether summary.json is written,
-    and the calibration runs (names of those with a summary, of how many requested)."""
+    and the calibration runs (names of those with a summary, of how many requested); the launcher
+    holding the folder's lock (``RunFolder.launcher``; None when none does)."""
 
     root: str
     members: list[MemberStatus]
     summary_written: bool
     calibration_done: list[str]
     calibration_requested: int
+    launcher: dict | None = None
 
     def counts(self) -> dict[str, dict[str, int]]:
         """{stage: {state: members}} in plan order."""
@@ -131,6 +142,7 @@ class RunStatus:
     def to_dict(self) -> dict:
         return {"run_dir": self.root, "stages": self.counts(), "summary_written": self.summary_written,
                 "calibration": {"finished": self.calibration_done, "requested": self.calibration_requested},
+                "launcher": self.launcher,
                 "members": [{**asdict(m), "seconds_left": m.seconds_left, "looks_stopped": m.looks_stopped}
                             for m in self.members]}
 
@@ -138,14 +150,27 @@ class RunStatus:
 def run_status(folder: RunFolder, cfg: Config, now: float | None = None) -> RunStatus:
     """The progress of a set-up run folder, read from its files (``now``: time.time() by default)."""
     now = time.time() if now is None else now
-    members = [member_status(s, stage, cfg, folder, now) for stage, specs in stages(cfg) for s in specs]
+    launcher = folder.launcher()
+    gone = launcher is not None and launcher["alive"] is False
+    members = [member_status(s, stage, cfg, folder, now, gone) for stage, specs in stages(cfg) for s in specs]
     return RunStatus(str(folder.root), members, folder.summary_json.is_file(),
-                     sorted(finished_calibrations(cfg, folder)), len(calibration_ids(cfg)))
+                     sorted(finished_calibrations(cfg, folder)), len(calibration_ids(cfg)), launcher)
+
+
+def format_launcher(launcher: dict | None) -> str:
+    """The launcher line: who holds the folder and whether its process is still there."""
+    if launcher is None:
+        return "no `dpot-hpc run` holds the folder (Slurm array tasks take no lock)"
+    alive = {True: "running", False: "gone: running the job again resumes it",
+             None: "on another host, not checked"}[launcher["alive"]]
+    job = f", Slurm job {launcher['slurm_job_id']}" if launcher.get("slurm_job_id") else ""
+    return (f"`dpot-hpc {launcher.get('command')}` on host {launcher.get('host')} (pid {launcher.get('pid')}, "
+            f"started {launcher.get('started')}{job}): {alive}")
 
 
 def format_status(st: RunStatus) -> str:
     """The status as the terminal shows it: a line per stage, one per training member, the summary."""
-    lines = [f"run folder {st.root}"]
+    lines = [f"run folder {st.root}", f"{'launcher':10s} {format_launcher(st.launcher)}"]
     for stage, counts in st.counts().items():
         lines.append(f"{stage:10s} {counts['done']} done, {counts['training']} training, {counts['waiting']} waiting")
         for m in (m for m in st.members if m.stage == stage and m.state == "training"):
@@ -153,7 +178,8 @@ def format_status(st: RunStatus) -> str:
             rate = (f", {m.seconds_per_unit:.2g} s/{m.unit}, about {format_duration(m.seconds_left)} left"
                     if m.seconds_left is not None else "")
             idle = f"; last log line {format_duration(m.idle_s)} ago" if m.idle_s is not None else ""
-            stopped = ": stopped? running the job again resumes it" if m.looks_stopped else ""
+            stopped = (": stopped (its launcher is gone)" if m.launcher_gone else
+                       ": stopped? running the job again resumes it" if m.looks_stopped else "")
             lines.append(f"  {m.id:22s} {where}{rate}{idle}{stopped} ({m.log})")
     lines.append(f"{'summary':10s} {'written' if st.summary_written else 'not written'}")
     if st.calibration_requested:
