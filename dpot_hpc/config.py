@@ -170,10 +170,6 @@ class EnsembleSection(Section):
                                           "is the DF's share of the band (the data's sampling and the flows' training "
                                           "noise); with the df_seed flows, their mean is the best-fit DF")
     x0_v0: Int = _field(0, ge=0, help="potentials on the best-fit DF with R0, z_sun, v_sun drawn from frame.*_err")
-    resample: Literal["replacement", "halves"] = _field(
-        "replacement", help="how each bootstrap member draws its stars: replacement: n rows with replacement (the "
-                            "ordinary bootstrap); halves: half the stars without replacement (half-sampling, no "
-                            "duplicated stars; docs/method.md, 'Best estimate and its band')")
 
 
 class DFSection(Section):

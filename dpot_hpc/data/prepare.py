@@ -219,15 +219,9 @@ def read_observed_errors(path: str | Path) -> ObservedErrors:
     return observed_errors(obs)
 
 
-def bootstrap_indices(n: int, seed: int, resample: str = "replacement") -> np.ndarray:
-    """The rows of one bootstrap member (deterministic in seed): ``replacement``, n rows drawn with
-    replacement; ``halves``, n // 2 distinct rows (half-sampling), in ascending order."""
-    rng = np.random.default_rng(seed)
-    if resample == "replacement":
-        return rng.integers(0, n, size=n)
-    if resample == "halves":
-        return np.sort(rng.choice(n, size=n // 2, replace=False))
-    raise ValueError(f"unknown resampling {resample!r} (ensemble.resample: replacement or halves)")
+def bootstrap_indices(n: int, seed: int) -> np.ndarray:
+    """n row indices drawn with replacement (deterministic in seed)."""
+    return np.random.default_rng(seed).integers(0, n, size=n)
 
 
 class DataWarning(DpotWarning):

@@ -207,7 +207,7 @@ def df_member_data(spec: MemberSpec, ctx: RunContext) -> tuple[torch.Tensor, Obs
     if spec.pipeline == "df_seed":
         return ctx.stars(), errors
     if spec.pipeline == "bootstrap":
-        rows = torch.from_numpy(bootstrap_indices(ctx.stars().shape[0], seed, ctx.cfg.ensemble.resample))
+        rows = torch.from_numpy(bootstrap_indices(ctx.stars().shape[0], seed))
         return ctx.stars()[rows], None if errors is None else errors.rows(rows)
     if noise_level(spec.pipeline):
         path = ctx.folder.sample(spec.id)

@@ -119,8 +119,7 @@ def inputs(cfg: Config, spec: MemberSpec, folder: RunFolder) -> str:
         prepared = folder.relative(folder.prepared)
         if noise_level(spec.pipeline):
             return f"{folder.relative(folder.sample(spec.id))} (noise of variance {noise_level(spec.pipeline):g} x the quoted errors')"
-        drawn = {"replacement": "rows resampled with replacement", "halves": "half its rows, without replacement"}
-        return {"df_seed": prepared, "bootstrap": f"{prepared}, {drawn[cfg.ensemble.resample]}"}[spec.pipeline]
+        return {"df_seed": prepared, "bootstrap": f"{prepared}, rows resampled with replacement"}[spec.pipeline]
     if spec.kind == "cache":
         return ", ".join(s.key for s in cache_flows(cfg, spec))
     extra = " with drawn R0, z_sun, v_sun" if spec.pipeline == "x0_v0" else ""
