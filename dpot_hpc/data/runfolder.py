@@ -236,7 +236,7 @@ class RunFolder:
             try:
                 fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = self._lock_holder()
+                holder = self.launcher()
                 if holder is not None and not _is_stale(holder, me):
                     raise RunFolderError(
                         f"run folder {self.root} is in use by `dpot-hpc {holder.get('command')}` on host "
@@ -312,9 +312,10 @@ def _alive(pid: int) -> bool:
 
 
 def _is_stale(holder: dict, me: dict) -> bool:
-    """A lock whose holder is a dead process on this host, or an earlier allocation of our Slurm job."""
+    """A lock (``RunFolder.launcher``) whose holder is a dead process on this host, or an earlier
+    allocation of our Slurm job."""
     if me["slurm_job_id"] and holder.get("slurm_job_id") == me["slurm_job_id"]:
         return True
     if holder.get("host") == me["host"] and holder.get("pid") == me["pid"]:
         return True  # our own, left by an earlier call in this process
-    return holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1)))
+    return holder["alive"] is False
