@@ -239,11 +239,8 @@ class RunFolder:
                 holder = self.launcher()
                 if holder is not None and not _is_stale(holder, me):
                     raise RunFolderError(
-                        f"run folder {self.root} is in use by `dpot-hpc {holder.get('command')}` on host "
-                        f"{holder.get('host')} (pid {holder.get('pid')}, started {holder.get('started')}"
-                        + (f", Slurm job {holder['slurm_job_id']}" if holder.get("slurm_job_id") else "")
-                        + f"). Wait for it to end; if it is gone (killed, node lost), remove {self.lock_file} "
-                        "and run again.") from None
+                        f"run folder {self.root} is in use by {describe_launcher(holder)}. Wait for it to end; "
+                        f"if it is gone (killed, node lost), remove {self.lock_file} and run again.") from None
                 if log:
                     log(f"taking over the stale lock of {holder or 'an unreadable lock file'} ({self.lock_file})")
                 self.lock_file.unlink(missing_ok=True)
@@ -309,6 +306,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def describe_launcher(holder: dict) -> str:
+    """A lock holder in words: "`dpot-hpc run` on host H (pid P, started T[, Slurm job J])"."""
+    job = f", Slurm job {holder['slurm_job_id']}" if holder.get("slurm_job_id") else ""
+    return (f"`dpot-hpc {holder.get('command')}` on host {holder.get('host')} (pid {holder.get('pid')}, "
+            f"started {holder.get('started')}{job})")
 
 
 def _is_stale(holder: dict, me: dict) -> bool:

@@ -21,7 +21,7 @@ import h5py
 
 from ..config import Config
 from ..data.h5io import load_tree
-from ..data.runfolder import RunFolder
+from ..data.runfolder import RunFolder, describe_launcher
 from ..progress import format_duration
 from .calibration import calibration_ids, finished_calibrations
 from .members import MemberFileError, status as member_file_status
@@ -163,9 +163,7 @@ def format_launcher(launcher: dict | None) -> str:
         return "no `dpot-hpc run` holds the folder (Slurm array tasks take no lock)"
     alive = {True: "running", False: "gone: running the job again resumes it",
              None: "on another host, not checked"}[launcher["alive"]]
-    job = f", Slurm job {launcher['slurm_job_id']}" if launcher.get("slurm_job_id") else ""
-    return (f"`dpot-hpc {launcher.get('command')}` on host {launcher.get('host')} (pid {launcher.get('pid')}, "
-            f"started {launcher.get('started')}{job}): {alive}")
+    return f"{describe_launcher(launcher)}: {alive}"
 
 
 def format_status(st: RunStatus) -> str:
