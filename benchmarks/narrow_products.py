@@ -3,7 +3,7 @@ process, alternating.
 
 A MADE's first layer has 6 inputs and the affine flow's output layer 12 outputs; the CPU's float32
 matrix product is slow for a product with that few columns (the first layer's weight gradient, 128 x 6,
-and input gradient, N x 6), so ``models.flows.masked_linear`` pads a narrow side with zeros to
+and input gradient, N x 6), so ``models.flows.linear`` pads a narrow side with zeros to
 ``PAD_TO`` = 16. Here ``dpot_hpc.bench.bench_df`` (full optimisation steps of a flow of the default
 size, batch 2048) with that layer and with ``torch.nn.functional.linear`` in its place, for the default
 flow (2 tanh steps) and the affine flow (the defaults of commit 9773299), ``--rounds`` rounds of each,
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -25,24 +26,61 @@ import torch
 from runs import commit, machine, write_json
 
 from dpot_hpc import bench
-from dpot_hpc.config import DFSection
-from dpot_hpc.models import flows
+from dpot_hpc.config import DFSection, load_config
+from dpot_hpc.models import flows, potential
+from dpot_hpc.models import potential_training as pt
+from dpot_hpc.physics.cbe import helio_frame_vectors
+from dpot_hpc.physics.frames import SunFrame
 
 HERE = Path(__file__).resolve().parent
 
 
 def samples_per_s(components: int, padded: bool) -> float:
     """Median samples/s of 5 blocks of 30 steps (``bench.bench_df``)."""
-    flows.masked_linear = _PADDED if padded else torch.nn.functional.linear
+    flows.linear = _PADDED if padded else torch.nn.functional.linear
     bench.DFSection = lambda **kw: DFSection(components=components, **kw)
     try:
         return bench.bench_df("cpu", 2048, 30, blocks=5)["samples_per_s"]
     finally:
-        flows.masked_linear = _PADDED
+        flows.linear = _PADDED
         bench.DFSection = DFSection
 
 
-_PADDED = flows.masked_linear
+_PADDED = flows.linear
+
+
+def potential_ms_per_step(padded: bool, compiled: bool, steps: int = 300, warm: int = 50) -> float:
+    """Milliseconds per Adam step of the default potential's loss (the first ``warm`` steps, which
+    compile, not timed)."""
+    potential.linear = _PADDED if padded else torch.nn.functional.linear
+    torch._dynamo.reset()
+    try:
+        pot = load_config(None).potential
+        gen = torch.Generator().manual_seed(0)
+        n = 100_000
+        data = {"x": 0.4 * torch.randn(n, 3, generator=gen), "v": 30 * torch.randn(n, 3, generator=gen),
+                "grad_x": torch.randn(n, 3, generator=gen), "grad_v": 0.03 * torch.randn(n, 3, generator=gen)}
+        data["weight"] = pt.residual_weights(data["grad_v"])
+        frame = helio_frame_vectors(SunFrame(), torch.float32, "cpu")
+        fallback: list[str] = []
+        fn = pt.loss_function(pot, fallback.append) if compiled else pt.loss_terms
+        phi = pt.build_potential(pot, 1, 1.0)
+        omega = torch.nn.Parameter(torch.tensor(20.0, dtype=torch.float64))
+        opt = torch.optim.Adam([*phi.parameters(), omega], lr=1e-3)
+        rng = torch.Generator().manual_seed(1)
+        for s in range(warm + steps):
+            if s == warm:
+                t0 = time.perf_counter()
+            idx = torch.randint(0, n, (pot.batch_size,), generator=rng)
+            loss, _, _ = fn(phi, omega, {k: v[idx] for k, v in data.items()}, frame, pot)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if fallback:
+            raise SystemExit(f"the potential's loss did not compile: {fallback}")
+        return (time.perf_counter() - t0) / steps * 1e3
+    finally:
+        potential.linear = _PADDED
 
 
 def main() -> None:
@@ -61,15 +99,31 @@ def main() -> None:
         rows.append({"flow": name, "components": components, "plain_samples_per_s": rates[False],
                      "padded_samples_per_s": rates[True], "ratios": ratios,
                      "median_ratio": statistics.median(ratios)})
+    pot_rows = []
+    for compiled in (True, False):
+        ms = {True: [], False: []}
+        for _ in range(args.rounds):
+            for padded in (False, True):
+                ms[padded].append(potential_ms_per_step(padded, compiled))
+        ratios = [p / q for p, q in zip(ms[False], ms[True])]
+        pot_rows.append({"step": f"default potential, {'compiled' if compiled else 'eager'}",
+                         "plain_ms_per_step": ms[False], "padded_ms_per_step": ms[True], "speed_ratios": ratios,
+                         "median_ratio": statistics.median(ratios)})
     write_json(HERE / "results" / "narrow_products.json",
                {"commit": commit(), "machine": machine(), "threads": args.threads, "rounds": args.rounds,
-                "batch": 2048, "rows": rows})
+                "batch": 2048, "rows": rows, "potential": pot_rows})
     print("| flow | plain linear (samples/s) | narrow sides padded (samples/s) | ratio (median of rounds) |")
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['flow']} | {statistics.median(r['plain_samples_per_s']):,.0f} | "
               f"{statistics.median(r['padded_samples_per_s']):,.0f} | {r['median_ratio']:.2f} "
               f"({min(r['ratios']):.2f}-{max(r['ratios']):.2f}) |")
+    print("\n| potential step | plain linear (ms/step) | narrow side padded (ms/step) | speed ratio (median of rounds) |")
+    print("|---|---|---|---|")
+    for r in pot_rows:
+        print(f"| {r['step']} | {statistics.median(r['plain_ms_per_step']):.1f} | "
+              f"{statistics.median(r['padded_ms_per_step']):.1f} | {r['median_ratio']:.2f} "
+              f"({min(r['speed_ratios']):.2f}-{max(r['speed_ratios']):.2f}) |")
 
 
 if __name__ == "__main__":

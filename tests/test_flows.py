@@ -100,25 +100,25 @@ def test_a_flow_on_turned_velocities_is_the_plain_flow_at_the_turned_velocities(
         build_flow(DFSection(rotate_velocities=True), 3, 1.0)
 
 
-@pytest.mark.parametrize("n_in, n_out", [(6, 128), (128, 12), (6, 12)])
+@pytest.mark.parametrize("n_in, n_out", [(6, 128), (128, 12), (6, 12), (3, 128), (128, 3)])
 def test_a_padded_narrow_layer_is_a_linear_layer_on_any_number_of_threads(n_in, n_out):
-    """masked_linear pads a narrow side with zeros: in float64 its output equals the linear layer's to
+    """models.layers.linear pads a narrow side with zeros: in float64 its output equals the linear layer's to
     round-off and its first and second derivatives pass torch.autograd.gradcheck; in float32 the output
     and the gradients of a training-sized batch (2048) are the same bits on 1 and 2 threads (the driver
     lends idle ranks' threads to busy ones; a member must not depend on that)."""
-    from dpot_hpc.models.flows import masked_linear
+    from dpot_hpc.models.layers import linear as padded_linear
 
     g = torch.Generator().manual_seed(n_in + n_out)
     x, w, b = (torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True) for s in ((9, n_in), (n_out, n_in), (n_out,)))
-    assert torch.allclose(masked_linear(x, w, b), torch.nn.functional.linear(x, w, b), rtol=1e-13, atol=1e-13)
-    assert torch.autograd.gradcheck(masked_linear, (x, w, b))
-    assert torch.autograd.gradgradcheck(masked_linear, (x, w, b))
+    assert torch.allclose(padded_linear(x, w, b), torch.nn.functional.linear(x, w, b), rtol=1e-13, atol=1e-13)
+    assert torch.autograd.gradcheck(padded_linear, (x, w, b))
+    assert torch.autograd.gradgradcheck(padded_linear, (x, w, b))
     x, w, b = (torch.randn(*s, generator=g, requires_grad=True) for s in ((2048, n_in), (n_out, n_in), (n_out,)))
     before, out = torch.get_num_threads(), []
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            y = masked_linear(x, w, b)
+            y = padded_linear(x, w, b)
             out.append((y, *torch.autograd.grad((y * y).sum(), (x, w, b))))
     finally:
         torch.set_num_threads(before)
@@ -128,7 +128,7 @@ def test_a_padded_narrow_layer_is_a_linear_layer_on_any_number_of_threads(n_in, 
 def test_a_flow_with_narrow_products_is_the_flow_with_linear_layers(monkeypatch):
     """ln p of a default-size flow (6 transforms, 2 tanh steps, random weights) and its gradients with
     respect to the weights and the points: the same with ``torch.nn.functional.linear`` in place of
-    ``masked_linear`` to float32 round-off (1e-5 of each gradient's largest component)."""
+    ``models.layers.linear`` to float32 round-off (1e-5 of each gradient's largest component)."""
     from dpot_hpc.models import flows
 
     flow = build_flow(DFSection(), 3, 1.0)
@@ -138,8 +138,8 @@ def test_a_flow_with_narrow_products_is_the_flow_with_linear_layers(monkeypatch)
     z = torch.randn(3000, 6, generator=torch.Generator().manual_seed(1), requires_grad=True)
     params = [*flow.parameters(), z]
     out = []
-    for linear in (flows.masked_linear, torch.nn.functional.linear):
-        monkeypatch.setattr(flows, "masked_linear", linear)
+    for linear in (flows.linear, torch.nn.functional.linear):
+        monkeypatch.setattr(flows, "linear", linear)
         lp = flow.log_prob_standard(z)
         out.append((lp.detach(), torch.autograd.grad(lp.mean(), params)))
     (lp_a, g_a), (lp_b, g_b) = out

@@ -30,34 +30,13 @@ from torch import nn
 
 from ..physics.frames import velocities_at_sun_azimuth
 from ..physics.gaia import ObservedErrors, phase_space
+from .layers import linear
 
 D = 6
 LOG_SCALE_BOUND = 4.0
 #: Bounds of the monotone steps: centres |c| < C_BOUND, widths exp(+-W_LOG_BOUND), in the
 #: transform's standardised units; heights a = softplus(raw - A_OFFSET) start near 0 (identity).
 C_BOUND, W_LOG_BOUND, A_OFFSET = 3.0, 1.5, 4.0
-
-
-#: A layer's narrow side (inputs or outputs) is padded with zeros to this many (``masked_linear``).
-PAD_TO = 16
-
-
-def masked_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """x W^T + b (``torch.nn.functional.linear``); on the CPU a side of fewer than PAD_TO inputs or outputs
-    padded with zeros to PAD_TO (the same sums; the padded outputs dropped). The CPU's float32 matrix
-    product takes 3-6 times longer for a product with 6 or 12 columns, which a MADE's first layer (6
-    inputs: the gradients of its weights and of its input) and the affine flow's output layer (12
-    outputs) would take, than with 16 (docs/benchmarks.md, 'The flows' narrow layers'); the sums stay
-    split the same way on any number of threads."""
-    n_out, n_in = w.shape
-    if x.device.type != "cpu" or min(n_out, n_in) >= PAD_TO:
-        return nn.functional.linear(x, w, b)
-    if n_in < PAD_TO:
-        x, w = nn.functional.pad(x, (0, PAD_TO - n_in)), nn.functional.pad(w, (0, PAD_TO - n_in))
-    if n_out < PAD_TO:
-        w, b = nn.functional.pad(w, (0, 0, 0, PAD_TO - n_out)), nn.functional.pad(b, (0, PAD_TO - n_out))
-        return nn.functional.linear(x, w, b)[..., :n_out]
-    return nn.functional.linear(x, w, b)
 
 
 class MADE(nn.Module):
@@ -109,7 +88,7 @@ class MADE(nn.Module):
         h = x
         n = len(self.layers)
         for i, layer in enumerate(self.layers):
-            h = masked_linear(h, layer.weight * getattr(self, f"mask{i}"), layer.bias)
+            h = linear(h, layer.weight * getattr(self, f"mask{i}"), layer.bias)
             if i < n - 1:
                 h = self.act(h)
         k = self.components

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..constants import LAPLACIAN_TO_RHO_MSUN_PC3
+from .layers import linear
 
 
 class PotentialNet(nn.Module):
@@ -124,13 +125,13 @@ def gradient(phi: PotentialNet, x: torch.Tensor) -> torch.Tensor:
     linears = [layer for layer in phi.mlp if isinstance(layer, nn.Linear)]
     a, slopes = u, []
     for layer in linears[:-1]:
-        h = a @ layer.weight.T + layer.bias
+        h = linear(a, layer.weight, layer.bias)
         s = torch.sigmoid(h)
         a = h * s
         slopes.append(s * (1 + h * (1 - s)))
     g = linears[-1].weight  # (1, width): d out / d a of the last hidden layer
     for layer, slope in zip(reversed(linears[:-1]), reversed(slopes)):
-        g = (g * slope) @ layer.weight
+        g = linear(g * slope, layer.weight.T)
     q = phi.quadratic
     H = _quadratic_matrix(q)
     grad = g + phi.linear + u @ H
