@@ -27,14 +27,13 @@ from pathlib import Path
 
 import torch
 
+from potential_paths import ms_per_step, synthetic_cache
 from runs import commit, machine, write_json
 
 from dpot_hpc import bench
 from dpot_hpc.config import DFSection, load_config
 from dpot_hpc.models import flows, potential
 from dpot_hpc.models import potential_training as pt
-from dpot_hpc.physics.cbe import helio_frame_vectors
-from dpot_hpc.physics.frames import SunFrame
 
 HERE = Path(__file__).resolve().parent
 
@@ -89,36 +88,18 @@ def products() -> list[dict]:
     return rows
 
 
-def potential_ms_per_step(padded: bool, compiled: bool, steps: int = 300, warm: int = 50) -> float:
-    """Milliseconds per Adam step of the default potential's loss (the first ``warm`` steps, which
-    compile, not timed)."""
+def potential_ms_per_step(padded: bool, compiled: bool, steps: int = 300) -> float:
+    """Milliseconds per Adam step of the default potential's loss (``potential_paths.ms_per_step``)."""
     potential.linear = _PADDED if padded else torch.nn.functional.linear
     torch._dynamo.reset()
     try:
         pot = load_config(None).potential
-        gen = torch.Generator().manual_seed(0)
-        n = 100_000
-        data = {"x": 0.4 * torch.randn(n, 3, generator=gen), "v": 30 * torch.randn(n, 3, generator=gen),
-                "grad_x": torch.randn(n, 3, generator=gen), "grad_v": 0.03 * torch.randn(n, 3, generator=gen)}
-        data["weight"] = pt.residual_weights(data["grad_v"])
-        frame = helio_frame_vectors(SunFrame(), torch.float32, "cpu")
         fallback: list[str] = []
         fn = pt.loss_function(pot, fallback.append) if compiled else pt.loss_terms
-        phi = pt.build_potential(pot, 1, 1.0)
-        omega = torch.nn.Parameter(torch.tensor(20.0, dtype=torch.float64))
-        opt = torch.optim.Adam([*phi.parameters(), omega], lr=1e-3)
-        rng = torch.Generator().manual_seed(1)
-        for s in range(warm + steps):
-            if s == warm:
-                t0 = time.perf_counter()
-            idx = torch.randint(0, n, (pot.batch_size,), generator=rng)
-            loss, _, _ = fn(phi, omega, {k: v[idx] for k, v in data.items()}, frame, pot)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        ms = ms_per_step(fn, pot, synthetic_cache(), steps)
         if fallback:
             raise SystemExit(f"the potential's loss did not compile: {fallback}")
-        return (time.perf_counter() - t0) / steps * 1e3
+        return ms
     finally:
         potential.linear = _PADDED
 

@@ -48,37 +48,46 @@ def nested_loss(phi, omega, batch, frame, pot):
     return torch.log(term_r.mean() + pot.lam * term_p.mean() * n_pen / x.shape[0]), r.detach().abs(), lap.detach()
 
 
+def synthetic_cache(n: int = 100_000) -> dict[str, torch.Tensor]:
+    """Cache-like points (positions kpc, velocities km/s, DF gradients, the residual weights), seeded."""
+    gen = torch.Generator().manual_seed(0)
+    data = {"x": 0.4 * torch.randn(n, 3, generator=gen), "v": 30 * torch.randn(n, 3, generator=gen),
+            "grad_x": torch.randn(n, 3, generator=gen), "grad_v": 0.03 * torch.randn(n, 3, generator=gen)}
+    data["weight"] = pt.residual_weights(data["grad_v"])
+    return data
+
+
+def ms_per_step(fn, pot, data: dict[str, torch.Tensor], steps: int, warm: int = 50) -> float:
+    """Milliseconds per Adam step of the default potential with the loss ``fn`` on batches of ``data``
+    (the first ``warm`` steps, which compile, not timed)."""
+    frame = helio_frame_vectors(SunFrame(), torch.float32, "cpu")
+    phi = pt.build_potential(pot, 1, 1.0)
+    omega = torch.nn.Parameter(torch.tensor(20.0, dtype=torch.float64))
+    opt = torch.optim.Adam([*phi.parameters(), omega], lr=1e-3)
+    rng = torch.Generator().manual_seed(1)
+    n = data["x"].shape[0]
+    for s in range(warm + steps):
+        if s == warm:
+            t0 = time.perf_counter()
+        idx = torch.randint(0, n, (pot.batch_size,), generator=rng)
+        loss, _, _ = fn(phi, omega, {k: v[idx] for k, v in data.items()}, frame, pot)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / steps * 1e3
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=400)
     args = ap.parse_args()
     torch.set_num_threads(1)
     pot = load_config(None).potential
-    gen = torch.Generator().manual_seed(0)
-    n = 100_000
-    data = {"x": 0.4 * torch.randn(n, 3, generator=gen), "v": 30 * torch.randn(n, 3, generator=gen),
-            "grad_x": torch.randn(n, 3, generator=gen), "grad_v": 0.03 * torch.randn(n, 3, generator=gen)}
-    data["weight"] = pt.residual_weights(data["grad_v"])
-    frame = helio_frame_vectors(SunFrame(), torch.float32, "cpu")
+    data = synthetic_cache()
     fallback: list[str] = []
     paths = {"nested autograd (before)": nested_loss, "reverse pass, eager": pt.loss_terms,
              "reverse pass, compiled": pt.loss_function(pot, fallback.append)}
-    ms = {}
-    for name, fn in paths.items():
-        phi = pt.build_potential(pot, 1, 1.0)
-        omega = torch.nn.Parameter(torch.tensor(20.0, dtype=torch.float64))
-        opt = torch.optim.Adam([*phi.parameters(), omega], lr=1e-3)
-        rng = torch.Generator().manual_seed(1)
-        warm = 50  # the first calls compile
-        for s in range(warm + args.steps):
-            if s == warm:
-                t0 = time.perf_counter()
-            idx = torch.randint(0, n, (pot.batch_size,), generator=rng)
-            loss, _, _ = fn(phi, omega, {k: v[idx] for k, v in data.items()}, frame, pot)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        ms[name] = (time.perf_counter() - t0) / args.steps * 1e3
+    ms = {name: ms_per_step(fn, pot, data, args.steps) for name, fn in paths.items()}
     base = ms["nested autograd (before)"]
     result = {"commit": commit(), "ms_per_step": ms, "speedup_vs_nested": {k: base / v for k, v in ms.items()},
               "compiled": not fallback, "batch": pot.batch_size, "penalty_points": pot.penalty_points,
