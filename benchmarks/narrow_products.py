@@ -34,8 +34,11 @@ from dpot_hpc import bench
 from dpot_hpc.config import DFSection, load_config
 from dpot_hpc.models import flows, potential
 from dpot_hpc.models import potential_training as pt
+from dpot_hpc.models.layers import PAD_TO
 
 HERE = Path(__file__).resolve().parent
+#: The padded layer (``models.layers.linear``), put back after each comparison with the plain one.
+_PADDED = flows.linear
 
 
 def samples_per_s(components: int, padded: bool) -> float:
@@ -47,9 +50,6 @@ def samples_per_s(components: int, padded: bool) -> float:
     finally:
         flows.linear = _PADDED
         bench.DFSection = DFSection
-
-
-_PADDED = flows.linear
 
 
 def product_us(f, repeats: int = 200) -> float:
@@ -67,13 +67,13 @@ def product_us(f, repeats: int = 200) -> float:
 
 def products() -> list[dict]:
     """The narrow products of a training step (batch 2048, width 128) as autograd takes them, with the
-    narrow side padded to 16 columns, and transposed; microseconds each."""
+    narrow side padded to PAD_TO columns, and transposed; microseconds each."""
     gen = torch.Generator().manual_seed(0)
     g, h = torch.randn(2048, 128, generator=gen), torch.randn(2048, 128, generator=gen)
     rows = []
     for name, cols in (("flow first layer", 6), ("potential first layer", 3)):
         x, w = torch.randn(2048, cols, generator=gen), torch.randn(128, cols, generator=gen)
-        xp, wp = (torch.nn.functional.pad(t, (0, 16 - cols)) for t in (x, w))
+        xp, wp = (torch.nn.functional.pad(t, (0, PAD_TO - cols)) for t in (x, w))
         rows.append({"product": f"{name}: weight gradient, (128 x 2048)(2048 x {cols})",
                      "plain_us": product_us(lambda: g.t() @ x), "padded_us": product_us(lambda: g.t() @ xp),
                      "transposed_us": product_us(lambda: x.t() @ g)})
@@ -83,7 +83,7 @@ def products() -> list[dict]:
     w12 = torch.randn(12, 128, generator=gen)
     rows.append({"product": "affine flow output layer: forward, (2048 x 128)(128 x 12)",
                  "plain_us": product_us(lambda: h @ w12.t()),
-                 "padded_us": product_us(lambda: h @ torch.nn.functional.pad(w12, (0, 0, 0, 4)).t()),
+                 "padded_us": product_us(lambda: h @ torch.nn.functional.pad(w12, (0, 0, 0, PAD_TO - 12)).t()),
                  "transposed_us": product_us(lambda: w12 @ h.t())})
     return rows
 
