@@ -258,7 +258,8 @@ def format_summary(summary: dict) -> str:
     how = summary["final"]["a_x"]["how"]
     text = (f"Best estimate: median over the {summary['best_from']} members"
             + correction_words(how)
-            + ";\nbands: Student's t quantiles (dof) times the combined standard deviation (docs/method.md);\n"
+            + ";\nbands: Student's t quantiles (dof) times the combined standard deviation (docs/method.md;\n"
+              "how often they contained the true values on mock galaxies: docs/recovery.md, 'Do the bands cover the truth?');\n"
               "accelerations in heliocentric axes (x towards the Galactic centre):\n")
     text += format_final(summary["final"], summary["best"], summary["truth"])
     systematic = format_systematic(summary.get("systematic"))
