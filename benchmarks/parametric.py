@@ -56,7 +56,9 @@ def drawn_catalogue(source_run, path, seed: int):
     n = read_prepared(source_run / "prepared.h5")[0].shape[0]
     flow = load_flow(source_run / "df" / f"{SOURCE}.h5")
     gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # the flow's domain is the selection sphere: every drawn star lies inside it
+    # the flow's domain is the selection sphere: every drawn star lies inside it, so no filter is needed; batches of
+    # 50,000 (data.cache.draw_points splits the generator's stream into other batches: other stars than the runs')
+    with torch.no_grad():
         w = torch.cat([flow.sample(min(50_000, n - i), gen) for i in range(0, n, 50_000)]).double().numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
