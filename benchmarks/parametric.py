@@ -96,6 +96,8 @@ def main() -> None:
 
     with ThreadPoolExecutor(2) as pool:
         rows = list(pool.map(replicate, tasks))
+    own_scalars = [json.loads((sources / f"r{k:02d}" / "summary.json").read_text())["members"][SOURCE]
+                   for k in range(args.realizations)]
     per_scalar = {}
     for q in SCALARS:
         ss, dof, boot, bias, err = 0.0, 0, [], [], []
@@ -104,7 +106,7 @@ def main() -> None:
             ss += float(((x - x.mean()) ** 2).sum())
             dof += x.size - 1
             boot.append(cov["realizations"][k][q]["uncertainty"] ** 2 / 1.25)  # s^2: reported sigma / sqrt(1 + 1/4)
-            own = json.loads((sources / f"r{k:02d}" / "summary.json").read_text())["members"][SOURCE][q]
+            own = own_scalars[k][q]
             bias.append(float(x.mean() - own))
             err.append(own - cov["realizations"][k][q]["truth"])
         per_scalar[q] = {"replicate_variance": ss / dof, "dof": dof, "bootstrap_variance": float(np.mean(boot)),
