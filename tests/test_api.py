@@ -1,7 +1,8 @@
 """The Python API and `dpot-hpc evaluate` on a finished tiny run with several pipelines: the default
 members are the summary's best-estimate members, the values equal the summary's own maps, Phi is 0
 at the Sun, and positions can be given as astropy coordinates. Its flows turn velocities to the Sun's
-azimuth (df.rotate_velocities), and read back from their files they give the gradients the cache holds."""
+azimuth (df.rotate_velocities) and are mixtures of two (df.populations), and read back from their files
+they give the gradients the cache holds."""
 
 import json
 import os
@@ -23,7 +24,7 @@ TINY = ["mock.n_stars=4000", "ensemble.df_seed=2", "ensemble.potential_seed=2", 
         "ensemble.x0_v0=1", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=2", "df.batch_size=512",
         "cache.n_points=2000", "potential.hidden=[16, 16]", "potential.steps=30", "potential.batch_size=256",
         "potential.penalty_points=32", "summary.grid_spacing_kpc=0.05", "run.threads=1", "run.processes=1", "ensemble.df_seed_potentials=false",
-        "df.rotate_velocities=true"]
+        "df.rotate_velocities=true", "df.populations=2"]
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +118,6 @@ def test_flow_files_read_back_give_the_gradients_in_the_cache(run_dir):
     assert sorted(ids) == sorted(p.stem for p in (run_dir / "df").glob("*.h5"))  # 2 df_seed, 1 bootstrap
     for k, member in enumerate(ids):
         flow = load_flow(run_dir / "df" / f"{member}.h5")
-        assert flow.rotates_velocities
+        assert flow.rotates_velocities and len(flow.parts) == 2
         g = log_prob_and_gradients(flow, w.to(torch.float64))[1].to(stored)
         assert torch.allclose(g, stored[k], rtol=1e-4, atol=1e-5), (g - stored[k]).abs().max()

@@ -173,7 +173,7 @@ def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor, errors
     errors when ``errors`` are given (``df.deconvolve``); returns its file."""
     cfg = ctx.cfg
     arch = {"transforms": cfg.df.transforms, "components": cfg.df.components, "hidden": json.dumps(list(cfg.df.hidden)),
-            "rotate_velocities": cfg.df.rotate_velocities, "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
+            "populations": cfg.df.populations, "rotate_velocities": cfg.df.rotate_velocities, "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
 
     def train(seed, checkpoint, resume, log) -> Trained:
         flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc,
@@ -192,7 +192,7 @@ def load_flow(path: Path) -> Flow:
         if f.attrs.get("kind") != "df" or f.attrs.get("status") != "done":
             raise MemberFileError(f"{path} is not a finished DF member")
         df = DFSection(transforms=int(f.attrs["transforms"]), components=int(f.attrs["components"]),
-                       hidden=json.loads(f.attrs["hidden"]),
+                       hidden=json.loads(f.attrs["hidden"]), populations=int(f.attrs.get("populations", 1)),
                        rotate_velocities=bool(f.attrs.get("rotate_velocities", False)))
         flow = build_flow(df, int(f.attrs["seed"]), float(f.attrs["r_max_kpc"]), SunFrame())  # frame: from the file
         flow.load_state_dict(load_tree(f["model"]))

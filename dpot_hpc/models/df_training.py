@@ -65,7 +65,7 @@ def build_flow(df: DFSection, seed: int, r_max_kpc: float, sun: SunFrame | None 
             raise ValueError("df.rotate_velocities needs the Sun's frame (build_flow(..., sun=...))")
         frame = helio_frame_vectors(sun, torch.float64, "cpu")
     return seeded(seed, lambda: Flow(df.transforms, list(df.hidden), order_seed=seed, r_max_kpc=r_max_kpc,
-                                     components=df.components, sun_frame=frame))
+                                     components=df.components, sun_frame=frame, populations=df.populations))
 
 
 def train_flow(stars: torch.Tensor, df: DFSection, seed: int, r_max_kpc: float,

@@ -166,6 +166,12 @@ class Flow(nn.Module):
     Positions are first mapped from the selection ball (radius r_max_kpc around the Sun) to R^3
     by ``ball_to_space``; the density in physical coordinates includes that map's Jacobian.
 
+    With ``populations`` K > 1 the density is a mixture of K such flows (parts) over the same
+    standardisation, p = sum_k w_k p_k, with weights w = softmax(``mixture_logits``) fitted with them:
+    each part is free to take one stellar population (a thin and a thick disc), and where one population
+    ends inside another's velocity range the sum keeps the end sharp, which a single smooth flow cannot
+    (docs/method.md, 'DF: flows'). Part 0 is ``made``; the others are in ``more_parts``.
+
     Arguments:
         transforms: the number of autoregressive transforms.
         hidden: the hidden widths of each transform's MADE conditioner.
@@ -175,10 +181,11 @@ class Flow(nn.Module):
         sun_frame: (Galactic centre [kpc], Sun's Galactocentric velocity [km/s], Galactic axis) in
             heliocentric axes (``physics.cbe.helio_frame_vectors``, float64): the flow then models the
             velocities turned to the Sun's azimuth; None: the heliocentric velocities as they are.
+        populations: K, the number of flows in the mixture (1: a single flow).
     """
 
     def __init__(self, transforms: int, hidden: list[int], order_seed: int, r_max_kpc: float, components: int = 0,
-                 sun_frame: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
+                 sun_frame: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, populations: int = 1):
         super().__init__()
         self.register_buffer("r_max_kpc", torch.tensor(float(r_max_kpc), dtype=torch.float64))
         if sun_frame is not None:  # rows: Galactic centre, Sun's velocity, Galactic axis
@@ -186,6 +193,12 @@ class Flow(nn.Module):
         g = torch.Generator().manual_seed(int(order_seed))
         orders = [torch.randperm(D, generator=g) for _ in range(transforms)]
         self.made = nn.ModuleList([MADE(o, hidden, components) for o in orders])
+        if populations > 1:  # built after part 0, so that part 0 starts as the single flow of this seed would
+            self.more_parts = nn.ModuleList()
+            for _ in range(populations - 1):
+                orders = [torch.randperm(D, generator=g) for _ in range(transforms)]
+                self.more_parts.append(nn.ModuleList([MADE(o, hidden, components) for o in orders]))
+            self.mixture_logits = nn.Parameter(torch.zeros(populations))
         self.register_buffer("mean", torch.zeros(D, dtype=torch.float64))
         self.register_buffer("std", torch.ones(D, dtype=torch.float64))
         self.register_buffer("log_n_stars", torch.zeros((), dtype=torch.float64))
@@ -195,10 +208,21 @@ class Flow(nn.Module):
         self.std.copy_(std)
         self.log_n_stars.fill_(math.log(n_stars))
 
-    def to_base(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised points -> base (standard normal) points and ln|det| of the map."""
+    @property
+    def parts(self) -> list[nn.ModuleList]:
+        """Each part's transforms (one list for a single flow)."""
+        return [self.made, *getattr(self, "more_parts", [])]
+
+    def log_weights(self) -> torch.Tensor:
+        """ln w_k of the mixture's parts, (K,) (0 for a single flow)."""
+        if not hasattr(self, "mixture_logits"):
+            return torch.zeros(1, dtype=self.mean.dtype, device=self.mean.device)
+        return torch.log_softmax(self.mixture_logits, 0)
+
+    def to_base(self, z: torch.Tensor, part: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised points -> base (standard normal) points of one part and ln|det| of its map."""
         logdet = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
-        for made in self.made:
+        for made in self.parts[part]:
             shift, log_scale, heights, centres, widths = made(z)
             z = (z - shift) * torch.exp(-log_scale)
             logdet = logdet - log_scale.sum(-1)
@@ -207,11 +231,11 @@ class Flow(nn.Module):
                 logdet = logdet + torch.log(slope).sum(-1)
         return z, logdet
 
-    def from_base(self, u: torch.Tensor) -> torch.Tensor:
+    def from_base(self, u: torch.Tensor, part: int = 0) -> torch.Tensor:
         """Inverse of to_base (sequential: D passes per transform, pass d fixing the coordinate that is
         d-th in the transform's order, whose conditioner then sees only fixed coordinates)."""
         with torch.no_grad():
-            for made in reversed(self.made):
+            for made in reversed(self.parts[part]):
                 x = torch.zeros_like(u)
                 for j in made.order.tolist():
                     shift, log_scale, heights, centres, widths = made(x)
@@ -225,8 +249,14 @@ class Flow(nn.Module):
 
     def log_prob_standard(self, z: torch.Tensor) -> torch.Tensor:
         """ln p of standardised points (the training objective), shape (N,)."""
-        u, logdet = self.to_base(z)
-        return -0.5 * (u**2).sum(-1) - 0.5 * D * math.log(2 * math.pi) + logdet
+        def part_log_prob(k: int) -> torch.Tensor:
+            u, logdet = self.to_base(z, k)
+            return -0.5 * (u**2).sum(-1) - 0.5 * D * math.log(2 * math.pi) + logdet
+
+        if len(self.parts) == 1:
+            return part_log_prob(0)
+        lw = self.log_weights()
+        return torch.logsumexp(torch.stack([lw[k] + part_log_prob(k) for k in range(len(self.parts))]), 0)
 
     @property
     def rotates_velocities(self) -> bool:
@@ -266,7 +296,14 @@ class Flow(nn.Module):
         dtype = self.made[0].layers[0].weight.dtype
         device = self.mean.device
         u = torch.randn(n, D, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
-        u = self.from_base(u)
+        if len(self.parts) == 1:
+            u = self.from_base(u)
+        else:  # each point's part drawn with the mixture's weights
+            which = torch.multinomial(self.log_weights().exp().detach().double().cpu(), n, replacement=True,
+                                      generator=generator).to(device)
+            for k in range(len(self.parts)):
+                mine = which == k
+                u[mine] = self.from_base(u[mine], k)
         u = u.to(torch.float64) * self.std + self.mean
         x = space_to_ball(u[..., :3], float(self.r_max_kpc))
         return torch.cat([x, self._turned(x, u[..., 3:], inverse=True)], -1)
