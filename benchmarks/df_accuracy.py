@@ -21,6 +21,10 @@ from them, the mean of their gradients; the metrics above also at these cache po
 potential sees the gradients), one potential at the default settings on it (potential seed 7), and its
 scalars against the truth: rho(R=R0) ratio, Omega_p, a_x relative, a_y and a_z differences.
 
+By depth below a velocity edge (``edges``, a family with a lowered-isothermal component): the same
+median errors, and the spread of the flows, in bins of psi = (E_t - E_J)/sigma^2 of the component with the
+lowest truncation energy (``EDGE_BINS``; psi = 0 at its velocity edge, where the exact grad ln f jumps).
+
 One training per process (its peak memory is its own), one torch thread; results accumulate in
 benchmarks/results/df_accuracy.json and ``table`` writes benchmarks/results/df_accuracy.md:
 
@@ -29,6 +33,7 @@ benchmarks/results/df_accuracy.json and ``table`` writes benchmarks/results/df_a
     python benchmarks/df_accuracy.py all      # every candidate, family and seed (hours on 2 cores)
     python benchmarks/df_accuracy.py table
     python benchmarks/df_accuracy.py run RUN_DIR   # a finished mock run's caches against the exact DF
+    python benchmarks/df_accuracy.py edges smooth2:0 smooth2_wd1:0   # errors by depth below the velocity edge
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ CANDIDATES: dict[str, tuple[list[str], int, str]] = {
     "smooth2_wd01": (["df.weight_decay=0.01"], 200_000, "the default with AdamW weight decay 0.01"),
     "smooth2_wd1": (["df.weight_decay=0.1"], 200_000, "the default with AdamW weight decay 0.1"),
     "smooth2_wd10": (["df.weight_decay=1.0"], 200_000, "the default with AdamW weight decay 1.0"),
+    "accurate_1e6": (["df.max_epochs=20"], 1_000_000,
+                     "the accurate profile's flow (configs/accurate.yaml): 20 epochs over 10^6 stars"),
 }
 SEEDS = (0, 1, 2)
 
@@ -160,7 +167,7 @@ def record(section: str, key: str, row: dict) -> None:
     with open(RESULTS.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         res = load_results()
-        res[section][key] = {**row, "commit": commit()}
+        res.setdefault(section, {})[key] = {**row, "commit": commit()}
         res["machine"] = {**machine(), "torch": torch.__version__, "threads": torch.get_num_threads()}
         res["commit"] = commit()
         atomic_write_text(RESULTS, json.dumps(res, indent=1) + "\n")
@@ -318,6 +325,60 @@ def averaging(singles: torch.Tensor, ids: list[str], ev: dict) -> dict | None:
     return out
 
 
+#: Bins of psi = (E_t - E_J)/sigma^2 of a lowered component (0 at its velocity edge, < 0 beyond it).
+EDGE_BINS = ((-float("inf"), -1.0), (-1.0, 0.0), (0.0, 1.0), (1.0, 2.0), (2.0, float("inf")))
+
+
+def edge_depth(family: str, ev: dict) -> torch.Tensor:
+    """psi of the family's lowered-isothermal component with the lowest truncation energy at the evaluation
+    stars: f of that component falls linearly to 0 at psi = 0 while the others go on, so the exact grad ln f
+    jumps there (a lowered isothermal's g has a finite slope at its edge; a polytrope's, n > 1, has none)."""
+    from dpot_hpc.physics.frames import helio_to_galcen
+    from dpot_hpc.physics.mock import LoweredIsothermal
+
+    mock = mock_galaxy(config(family, []))
+    lowered = [c for c in mock.components if isinstance(c, LoweredIsothermal)]
+    if not lowered:
+        raise SystemExit(f"edges: family {family} has no lowered-isothermal component (no jump in grad ln f)")
+    inner = min(lowered, key=lambda c: c.e_t_kms2)
+    w = ev["w"].double()
+    x_gc, v_gc = helio_to_galcen(w[:, :3], w[:, 3:], mock.sun)
+    return (inner.e_t_kms2 - mock.jacobi_energy(x_gc, v_gc)) / inner.sigma_kms**2
+
+
+def errors_by_edge_depth(g: torch.Tensor, ev: dict, psi: torch.Tensor, singles: torch.Tensor | None = None) -> list[dict]:
+    """Per ``EDGE_BINS`` bin: the evaluation stars' share, the median relative error of grad_x and grad_v
+    ln f of gradients g (N, 6) and, given every flow's (K, N, 6), the median relative spread of the flows
+    about their mean (``flow_spread``'s measure)."""
+    t = ev["grad"].to(g)
+    ex, evv = _rel(g[:, :3], t[:, :3]), _rel(g[:, 3:], t[:, 3:])
+    rows = []
+    for lo, hi in EDGE_BINS:
+        m = (psi > lo) & (psi <= hi)
+        row = {"psi": [None if abs(b) == float("inf") else b for b in (lo, hi)], "share": float(m.double().mean()), "gx_err": float(ex[m].median()),
+               "gv_err": float(evv[m].median())}
+        if singles is not None and singles.shape[0] > 1:
+            sub = {"w": ev["w"][m], "grad": t[m]}
+            row.update(flow_spread(singles[:, m], sub))
+        rows.append(row)
+    return rows
+
+
+def cmd_edges(family: str, flows: list[str]) -> None:
+    """``errors_by_edge_depth`` of each flow (NAME:SEED) and of their mean, recorded under ``edges``."""
+    ev = eval_set(family)
+    psi = edge_depth(family, ev)
+    pairs = [(f.split(":")[0], int(f.split(":")[1])) for f in flows]
+    singles = torch.stack([evaluate_flows([load_flow(n, family, s)], ev["w"], EVAL_BATCH)[1][0] for n, s in pairs])
+    mean = singles.mean(0)
+    row = {"family": family, "flows": flows, "mean": {**gradient_metrics(mean, ev),
+                                                      "by_edge_depth": errors_by_edge_depth(mean, ev, psi, singles)},
+           "single": {f: {**gradient_metrics(g, ev), "by_edge_depth": errors_by_edge_depth(g, ev, psi)}
+                      for f, g in zip(flows, singles)}}
+    record("edges", f"{family}/{'+'.join(flows)}", row)
+    print(json.dumps(row["mean"], indent=1))
+
+
 def cmd_all(parallel: int) -> None:
     """Every candidate x family x seed, ``parallel`` trainings at a time (each in its own process, one
     thread), then the end-to-end runs; finished entries are skipped."""
@@ -382,6 +443,9 @@ def main() -> None:
     sub.add_parser("table")
     p = sub.add_parser("run")
     p.add_argument("run_dir")
+    p = sub.add_parser("edges")
+    p.add_argument("flows", nargs="+", metavar="NAME:SEED")
+    p.add_argument("--family", choices=FAMILIES, default="thin_thick_lowered")
     a = ap.parse_args()
     if a.cmd == "train":
         cmd_train(a.name, a.family, a.seed)
@@ -390,6 +454,8 @@ def main() -> None:
     elif a.cmd == "run":
         for name, m in cache_errors(a.run_dir)[0].items():
             print(f"{name:28s} " + " ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    elif a.cmd == "edges":
+        cmd_edges(a.family, a.flows)
     elif a.cmd == "all":
         cmd_all(a.parallel)
     else:
