@@ -9,6 +9,8 @@ closer; per run also the median errors of the best-fit cache's gradients of ln f
 exact ones (``df_accuracy.cache_errors``, at the cache's own points). Writes
 benchmarks/results/paired_<A>_<B>.json and prints a Markdown table. Pairing removes the realizations'
 own scatter (the mock's stars), which dominates a difference between unpaired means over a few runs.
+A label whose run folders are not on this machine is read from the errors its
+results/coverage_<label>.json recorded (no gradient errors then).
 """
 
 from __future__ import annotations
@@ -36,17 +38,35 @@ def error(summary: dict, k: str) -> float:
     return e / summary["truth"][k] if k == "rho_R0" else e
 
 
+def errors(label: str, family: str) -> tuple[dict[str, dict[str, float]], bool]:
+    """({realization folder name: {scalar: error}}, whether the runs' folders are here): from the run
+    folders, or, where they are gone (runs of another machine), from the errors that
+    results/coverage_<label>.json recorded for them (realization k is folder rNN, NN = k)."""
+    runs = finished(label, family)
+    if runs:
+        return {r: {k: error(s, k) for k in SCALARS} for r, s in runs.items()}, True
+    path = HERE / "results" / f"coverage_{label}.json"
+    entry = json.loads(path.read_text())["families"].get(family) if path.exists() else None
+    if entry is None:
+        return {}, False
+    return {f"r{i:02d}": {k: x[k]["error"] / x[k]["truth"] if k == "rho_R0" else x[k]["error"] for k in SCALARS}
+            for i, x in enumerate(entry["realizations"])}, False
+
+
 def compare(a: str, b: str, family: str) -> dict | None:
-    ra, rb = finished(a, family), finished(b, family)
+    (ra, dirs_a), (rb, dirs_b) = errors(a, family), errors(b, family)
     common = sorted(set(ra) & set(rb))
     if not common:
         return None
     out: dict = {"realizations": common, "scalars": {}, "gradients": {}}
     for k in SCALARS:
-        ea, eb = [error(ra[r], k) for r in common], [error(rb[r], k) for r in common]
+        ea, eb = [ra[r][k] for r in common], [rb[r][k] for r in common]
         out["scalars"][k] = {a: mean_and_rms(ea), b: mean_and_rms(eb),
                              "b_closer": sum(abs(y) < abs(x) for x, y in zip(ea, eb)), "errors": {a: ea, b: eb}}
-    for label in (a, b):
+    for label, here in ((a, dirs_a), (b, dirs_b)):
+        if not here:  # the cache points are gone with the runs
+            out["gradients"][label] = None
+            continue
         per_run = [cache_errors(str(HERE / "out" / f"coverage_{label}" / family / r))[0]["best_fit"] for r in common]
         out["gradients"][label] = {m: [p[m] for p in per_run] for m in ("gx_err", "gv_err")}
     return out
@@ -57,9 +77,10 @@ def table(a: str, b: str, result: dict) -> str:
     for fam, r in result["families"].items():
         n = len(r["realizations"])
         for m, name in (("gx_err", "grad_x ln f median error"), ("gv_err", "grad_v ln f median error")):
-            ga, gb = r["gradients"][a][m], r["gradients"][b][m]
-            lines.append(f"| {fam} | {n} | {name} | {sum(ga) / n:.3f} | {sum(gb) / n:.3f} | "
-                         f"{sum(y < x for x, y in zip(ga, gb))}/{n} |")
+            ga, gb = (None if r["gradients"][x] is None else r["gradients"][x][m] for x in (a, b))
+            closer = "-" if ga is None or gb is None else f"{sum(y < x for x, y in zip(ga, gb))}/{n}"
+            lines.append(f"| {fam} | {n} | {name} | {'-' if ga is None else f'{sum(ga) / n:.3f}'} | "
+                         f"{'-' if gb is None else f'{sum(gb) / n:.3f}'} | {closer} |")
         for k, s in r["scalars"].items():
             fmt = (lambda v: f"{v:+.1%}") if k == "rho_R0" else (lambda v: f"{v:+.4f}")
             rms = (lambda v: f"{v:.1%}") if k == "rho_R0" else (lambda v: f"{v:.4f}")
