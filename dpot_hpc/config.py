@@ -179,7 +179,8 @@ class DFSection(Section):
     hidden: Widths = _field([128, 128], help="hidden layer widths of each transform's MADE network", expect=WIDTHS)
     populations: Int = _field(1, ge=1, le=8, help="flows in each DF model, fitted as a mixture sum_k w_k f_k with "
                                                   "their weights, each free to take one stellar population (docs/"
-                                                  "method.md, 'DF: flows'); 1: a single flow")
+                                                  "method.md, 'DF: flows'; measured, not the default: docs/"
+                                                  "recovery.md, 'Mixtures of flows'); 1: a single flow")
     rotate_velocities: StrictBool = _field(False, help="the flows model each star's velocity turned about the Galactic "
                                                        "axis to the Sun's azimuth (determinant 1; docs/method.md, "
                                                        "'DF: flows'); false: heliocentric velocities as they are")
