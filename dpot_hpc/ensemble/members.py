@@ -173,7 +173,8 @@ def run_df_member(spec: MemberSpec, ctx: RunContext, stars: torch.Tensor, errors
     errors when ``errors`` are given (``df.deconvolve``); returns its file."""
     cfg = ctx.cfg
     arch = {"transforms": cfg.df.transforms, "components": cfg.df.components, "hidden": json.dumps(list(cfg.df.hidden)),
-            "populations": cfg.df.populations, "rotate_velocities": cfg.df.rotate_velocities, "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
+            "populations": cfg.df.populations, "rotate_velocities": cfg.df.rotate_velocities,
+            "r_max_kpc": cfg.catalogue.r_max_kpc, "n_stars": stars.shape[0]}
 
     def train(seed, checkpoint, resume, log) -> Trained:
         flow, state = train_flow(stars, cfg.df, seed, cfg.catalogue.r_max_kpc,
