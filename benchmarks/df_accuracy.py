@@ -357,8 +357,8 @@ def errors_by_edge_depth(g: torch.Tensor, ev: dict, psi: torch.Tensor, singles: 
     rows = []
     for lo, hi in EDGE_BINS:
         m = (psi > lo) & (psi <= hi)
-        row = {"psi": [None if abs(b) == float("inf") else b for b in (lo, hi)], "share": float(m.double().mean()), "gx_err": float(ex[m].median()),
-               "gv_err": float(evv[m].median())}
+        row = {"psi": [None if abs(b) == float("inf") else b for b in (lo, hi)], "share": float(m.double().mean()),
+               "gx_err": float(ex[m].median()), "gv_err": float(evv[m].median())}
         if singles is not None and singles.shape[0] > 1:
             sub = {"w": ev["w"][m], "grad": t[m]}
             row.update(flow_spread(singles[:, m], sub))
