@@ -32,10 +32,14 @@ def finished(label: str, family: str) -> dict[str, dict]:
             if (d / "summary.json").exists()}
 
 
+def relative(k: str, err: float, truth: float) -> float:
+    """An error as this comparison reports it: relative for rho_R0, as it is for the others."""
+    return err / truth if k == "rho_R0" else err
+
+
 def error(summary: dict, k: str) -> float:
     """The reported value's error against the truth (relative for rho_R0)."""
-    e = summary["final"][k]["value"] - summary["truth"][k]
-    return e / summary["truth"][k] if k == "rho_R0" else e
+    return relative(k, summary["final"][k]["value"] - summary["truth"][k], summary["truth"][k])
 
 
 def errors(label: str, family: str) -> tuple[dict[str, dict[str, float]], bool]:
@@ -49,7 +53,7 @@ def errors(label: str, family: str) -> tuple[dict[str, dict[str, float]], bool]:
     entry = json.loads(path.read_text())["families"].get(family) if path.exists() else None
     if entry is None:
         return {}, False
-    return {f"r{i:02d}": {k: x[k]["error"] / x[k]["truth"] if k == "rho_R0" else x[k]["error"] for k in SCALARS}
+    return {f"r{i:02d}": {k: relative(k, x[k]["error"], x[k]["truth"]) for k in SCALARS}
             for i, x in enumerate(entry["realizations"])}, False
 
 
