@@ -11,9 +11,15 @@ of every scalar's error.
 
     python benchmarks/gradient_attribution.py --families barred_isothermal thin_thick_lowered --realizations 6
 
+``--variants vertical`` replaces one position derivative at a time, d ln f/dz also only in one region
+(inside or beyond the velocity edge of a lowered-isothermal component, ``df_accuracy.edge_depth``, or
+within 0.2 kpc of the plane); ``--runs DIR... --cache NAME`` takes any finished mock runs and the named
+cache (e.g. a df_seed member's: one flow on the stars themselves) instead of the coverage runs' best fit.
+
 Runs every (family, realization) in its own process, ``--jobs`` at a time, one thread each; finished
-rows are kept in benchmarks/results/gradient_attribution.json (resumable; each row names the commit that
-computed it and the one that trained its run), and a Markdown table is printed.
+rows are kept in benchmarks/results/gradient_attribution.json, or gradient_attribution_<tag>.json with
+``--tag`` (resumable; each row names the commit that computed it and the one that trained its run), and
+a Markdown table is printed.
 """
 
 from __future__ import annotations
@@ -27,17 +33,25 @@ import torch
 
 from runs import HERE, commit, errors_by_variant, machine, pool_rows, run_commit, write_json
 
-from df_accuracy import _caches_with_truth  # noqa: E402
+from df_accuracy import _caches_with_truth, edge_depth  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
 from dpot_hpc.data.runfolder import RunFolder  # noqa: E402
 from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
 from dpot_hpc.models.potential_training import train_potential  # noqa: E402
+from dpot_hpc.physics.frames import helio_positions_to_galcen  # noqa: E402
 
 RESULTS = HERE / "results" / "gradient_attribution.json"
-#: variant -> the components (of x, y, z, vx, vy, vz) that take the exact gradient of ln f
-VARIANTS: dict[str, tuple[int, ...]] = {
-    "flows": (), "exact grad_x": (0, 1, 2), "exact grad_v": (3, 4, 5), "exact d/dv_x": (3,),
-    "exact d/dv_y": (4,), "exact d/dv_z": (5,), "exact": (0, 1, 2, 3, 4, 5)}
+#: variant -> (the components (of x, y, z, vx, vy, vz) that take the exact gradient of ln f, the region
+#: where they take it: None everywhere, else a key of ``region``)
+VARIANTS: dict[str, tuple[tuple[int, ...], str | None]] = {
+    "flows": ((), None), "exact grad_x": ((0, 1, 2), None), "exact grad_v": ((3, 4, 5), None),
+    "exact d/dv_x": ((3,), None), "exact d/dv_y": ((4,), None), "exact d/dv_z": ((5,), None),
+    "exact": ((0, 1, 2, 3, 4, 5), None)}
+VERTICAL_VARIANTS: dict[str, tuple[tuple[int, ...], str | None]] = {
+    "flows": ((), None), "exact d/dx": ((0,), None), "exact d/dy": ((1,), None), "exact d/dz": ((2,), None),
+    "exact d/dz inside the edge": ((2,), "inside_edge"), "exact d/dz beyond the edge": ((2,), "beyond_edge"),
+    "exact d/dz within 0.2 kpc of the plane": ((2,), "near_plane"), "exact grad_x": ((0, 1, 2), None)}
+NEAR_PLANE_KPC = 0.2
 SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
 POTENTIAL_SEED = 7
 
@@ -54,31 +68,49 @@ def refit(cfg, truth: dict, w: torch.Tensor, g: torch.Tensor) -> tuple[dict[str,
     return sc, err
 
 
-def one_realization(task: tuple[str, str]) -> list[dict]:
-    """Every variant's scalars and errors on one finished run folder."""
+def region(name: str, family: str, ev: dict, cfg) -> torch.Tensor:
+    """Mask (N,) of the cache points ev["w"] in region ``name``: inside_edge / beyond_edge (psi > 0 / <= 0
+    of ``df_accuracy.edge_depth``), near_plane (Galactocentric |Z| < NEAR_PLANE_KPC)."""
+    if name == "near_plane":
+        return helio_positions_to_galcen(ev["w"][:, :3].double(), cfg.frame.sun())[:, 2].abs() < NEAR_PLANE_KPC
+    try:
+        psi = edge_depth(family, ev)
+    except SystemExit as e:  # no velocity edge: say so in the parent process, not by ending a pool worker
+        raise ValueError(str(e)) from None
+    return {"inside_edge": psi > 0, "beyond_edge": psi <= 0}[name]
+
+
+def one_realization(task: tuple[str, str, str, dict]) -> list[dict]:
+    """Every variant's scalars and errors on one finished run folder: task (family, run folder, cache name,
+    variants)."""
     torch.set_num_threads(1)
-    family, run_dir = task
+    family, run_dir, cache, variants = task
     _, cfg = RunFolder.open(run_dir)
     truth = truth_on_grid(mock_galaxy(cfg), cfg)
-    (mean, exact, w), = [(m, ev["grad"].to(m), ev["w"]) for name, m, _, _, ev in _caches_with_truth(run_dir)
-                         if name == "best_fit"]
+    found = [(m, ev) for name, m, _, _, ev in _caches_with_truth(run_dir) if name == cache]
+    if not found:
+        raise SystemExit(f"{run_dir}: no cache {cache!r}")
+    (mean, ev), = found
+    exact = ev["grad"].to(mean)
     ok = exact.abs().sum(-1) > 0
-    mean, exact, w = mean[ok], exact[ok], w[ok]
     rows = []
-    for variant, comps in VARIANTS.items():
+    for variant, (comps, where) in variants.items():
         g = mean.clone()
-        g[:, list(comps)] = exact[:, list(comps)]
+        at = ok if where is None else region(where, family, ev, cfg) & ok
+        for c in comps:
+            g[at, c] = exact[at, c]
         t0 = time.perf_counter()
-        sc, err = refit(cfg, truth, w, g)
-        rows.append({"family": family, "run": run_dir, "variant": variant, "points": int(ok.sum()),
-                     "scalars": {k: sc[k] for k in SCALARS}, "error": err, "wall_s": time.perf_counter() - t0,
+        sc, err = refit(cfg, truth, ev["w"][ok], g[ok])
+        rows.append({"family": family, "run": run_dir, "cache": cache, "variant": variant, "points": int(ok.sum()),
+                     "replaced": int(at.sum()) if comps else 0, "scalars": {k: sc[k] for k in SCALARS},
+                     "error": err, "wall_s": time.perf_counter() - t0,
                      "run_commit": run_commit(Path(run_dir)), "commit": commit()})
     return rows
 
 
 def summarize(rows: list[dict]) -> dict:
     """Per family and variant: realizations, and per error the mean and the root mean square."""
-    return errors_by_variant(rows, tuple(VARIANTS))
+    return errors_by_variant(rows, tuple(dict.fromkeys(r["variant"] for r in rows)))
 
 
 def table(summary: dict, what: str = "gradients") -> str:
@@ -98,23 +130,29 @@ def main() -> None:
     ap.add_argument("--families", nargs="+", default=["barred_isothermal", "thin_thick_lowered"])
     ap.add_argument("--realizations", type=int, default=6)
     ap.add_argument("--label", default="default", help="which coverage benchmark's runs (coverage_<label>)")
+    ap.add_argument("--runs", nargs="+", type=Path, help="finished mock run folders instead of the coverage runs")
+    ap.add_argument("--cache", default="best_fit", help="the cache whose points and gradients are refitted")
+    ap.add_argument("--variants", choices=("components", "vertical"), default="components")
+    ap.add_argument("--tag", help="results in gradient_attribution_<tag>.json")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
-    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    results = RESULTS.with_name(f"gradient_attribution_{args.tag}.json") if args.tag else RESULTS
+    variants = VERTICAL_VARIANTS if args.variants == "vertical" else VARIANTS
+    old = json.loads(results.read_text()) if results.exists() else {"rows": []}
     rows = old["rows"]
     done = {r["run"] for r in rows}
+    runs = args.runs or [HERE / "out" / f"coverage_{args.label}" / fam / f"r{k:02d}"
+                         for fam in args.families for k in range(args.realizations)]
     tasks = []
-    for fam in args.families:
-        for k in range(args.realizations):
-            run_dir = HERE / "out" / f"coverage_{args.label}" / fam / f"r{k:02d}"
-            if not (run_dir / "summary.json").exists():
-                raise SystemExit(f"{run_dir}: no finished run (python benchmarks/coverage.py --label {args.label} "
-                                 f"--families {fam} --realizations {args.realizations} first)")
-            if str(run_dir) not in done:
-                tasks.append((fam, str(run_dir)))
-    pool_rows(one_realization, tasks, args.jobs, rows, RESULTS)
+    for run_dir in runs:
+        if not (run_dir / "summary.json").exists():
+            raise SystemExit(f"{run_dir}: no finished run (for the coverage runs: python benchmarks/coverage.py "
+                             f"--label {args.label} --families ... --realizations {args.realizations} first)")
+        if str(run_dir) not in done:
+            tasks.append((RunFolder.open(run_dir)[1].mock.family, str(run_dir), args.cache, variants))
+    pool_rows(one_realization, tasks, args.jobs, rows, results)
     summary = summarize(rows)
-    write_json(RESULTS, {"summary": summary, "rows": rows, "potential_seed": POTENTIAL_SEED,
+    write_json(results, {"summary": summary, "rows": rows, "potential_seed": POTENTIAL_SEED,
                          "commits": sorted({r["commit"] for r in rows}), "machine": old.get("machine", machine())
                          if not tasks else machine()})
     print(table(summary))
