@@ -88,8 +88,8 @@ def one_realization(task: tuple[str, str, str, dict]) -> list[dict]:
     _, cfg = RunFolder.open(run_dir)
     truth = truth_on_grid(mock_galaxy(cfg), cfg)
     found = [(m, ev) for name, m, _, _, ev in _caches_with_truth(run_dir) if name == cache]
-    if not found:
-        raise SystemExit(f"{run_dir}: no cache {cache!r}")
+    if not found:  # (a ValueError reaches the parent process; a SystemExit would end the pool's worker)
+        raise ValueError(f"{run_dir}: no cache {cache!r}")
     (mean, ev), = found
     exact = ev["grad"].to(mean)
     ok = exact.abs().sum(-1) > 0
