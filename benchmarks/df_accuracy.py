@@ -91,6 +91,9 @@ CANDIDATES: dict[str, tuple[list[str], int, str]] = {
                  "a mixture of 2 flows of 90-90 (df.populations=2), about the default's FLOPs per step"),
     "accurate_1e6": (["df.max_epochs=20"], 1_000_000,
                      "the accurate profile's flow (configs/accurate.yaml): 20 epochs over 10^6 stars"),
+    "accurate_1e6_pop2": (["df.max_epochs=20", "df.populations=2", "df.hidden=[90, 90]"], 1_000_000,
+                          "a mixture of 2 flows of 90-90 trained as the accurate profile's flow: 20 epochs over "
+                          "10^6 stars"),
 }
 SEEDS = (0, 1, 2)
 
