@@ -4,8 +4,10 @@ On finished realizations of the coverage benchmark (benchmarks/out/coverage_<lab
 potential is retrained at the run's settings (potential seed 7) on the points of the run's best-fit
 cache with: the flows' mean gradients of ln f (as the run had them), the same with some components
 replaced by the mock's exact gradients, and the exact gradients throughout. One seed and the same points
-for every variant, so the differences between variants are those of the gradients, not of the training
-noise. Points where the truth has f = 0 (beyond a lowered or polytropic DF's velocity edge; ~0.1%) are
+for every variant, so the differences between variants are those of the gradients plus what the
+potential's training makes of them: one refit's rho(R=R0) scatters by about 1.7% over potential seeds
+(docs/recovery.md, 'Mixtures of flows'), so a single realization resolves differences of several
+points, the mean over realizations smaller ones. Points where the truth has f = 0 (beyond a lowered or polytropic DF's velocity edge; ~0.1%) are
 left out of every variant. Per family and variant: the mean and root mean square over the realizations
 of every scalar's error.
 
