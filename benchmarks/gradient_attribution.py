@@ -7,9 +7,9 @@ replaced by the mock's exact gradients, and the exact gradients throughout. One 
 for every variant, so the differences between variants are those of the gradients plus what the
 potential's training makes of them: one refit's rho(R=R0) scatters by about 1.7% over potential seeds
 (docs/recovery.md, 'Mixtures of flows'), so a single realization resolves differences of several
-points, the mean over realizations smaller ones. Points where the truth has f = 0 (beyond a lowered or polytropic DF's velocity edge; ~0.1%) are
-left out of every variant. Per family and variant: the mean and root mean square over the realizations
-of every scalar's error.
+points, the mean over realizations smaller ones. Points where the truth has f = 0 (beyond a lowered or
+polytropic DF's velocity edge; ~0.1%) are left out of every variant. Per family and variant: the mean
+and root mean square over the realizations of every scalar's error.
 
     python benchmarks/gradient_attribution.py --families barred_isothermal thin_thick_lowered --realizations 6
 
@@ -70,16 +70,20 @@ def refit(cfg, truth: dict, w: torch.Tensor, g: torch.Tensor) -> tuple[dict[str,
     return sc, err
 
 
-def region(name: str, family: str, ev: dict, cfg) -> torch.Tensor:
-    """Mask (N,) of the cache points ev["w"] in region ``name``: inside_edge / beyond_edge (psi > 0 / <= 0
-    of ``df_accuracy.edge_depth``), near_plane (Galactocentric |Z| < NEAR_PLANE_KPC)."""
-    if name == "near_plane":
-        return helio_positions_to_galcen(ev["w"][:, :3].double(), cfg.frame.sun())[:, 2].abs() < NEAR_PLANE_KPC
-    try:
-        psi = edge_depth(family, ev)
-    except SystemExit as e:  # no velocity edge: say so in the parent process, not by ending a pool worker
-        raise ValueError(str(e)) from None
-    return {"inside_edge": psi > 0, "beyond_edge": psi <= 0}[name]
+def regions(names: set[str], family: str, ev: dict, cfg) -> dict[str, torch.Tensor]:
+    """Masks (N,) of the cache points ev["w"] in each named region: inside_edge / beyond_edge (psi > 0 / <= 0
+    of ``df_accuracy.edge_depth``, computed once for both), near_plane (Galactocentric |Z| < NEAR_PLANE_KPC)."""
+    out = {}
+    if "near_plane" in names:
+        z_kpc = helio_positions_to_galcen(ev["w"][:, :3].double(), cfg.frame.sun())[:, 2]
+        out["near_plane"] = z_kpc.abs() < NEAR_PLANE_KPC
+    if names & {"inside_edge", "beyond_edge"}:
+        try:
+            psi = edge_depth(family, ev)
+        except SystemExit as e:  # no velocity edge: say so in the parent process, not by ending a pool worker
+            raise ValueError(str(e)) from None
+        out.update(inside_edge=psi > 0, beyond_edge=psi <= 0)
+    return out
 
 
 def one_realization(task: tuple[str, str, str, dict]) -> list[dict]:
@@ -95,10 +99,11 @@ def one_realization(task: tuple[str, str, str, dict]) -> list[dict]:
     (mean, ev), = found
     exact = ev["grad"].to(mean)
     ok = exact.abs().sum(-1) > 0
+    masks = regions({where for _, where in variants.values() if where}, family, ev, cfg)
     rows = []
     for variant, (comps, where) in variants.items():
         g = mean.clone()
-        at = ok if where is None else region(where, family, ev, cfg) & ok
+        at = ok if where is None else masks[where] & ok
         for c in comps:
             g[at, c] = exact[at, c]
         t0 = time.perf_counter()
