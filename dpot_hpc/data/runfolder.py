@@ -298,14 +298,21 @@ class RunFolder:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
+    """Whether a process with this pid runs on this host: a killed process that its parent has not yet
+    reaped (a zombie, state Z in /proc/PID/stat; the ranks of a killed MPI job until init collects them)
+    counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]  # the field after the command name, which may hold ")"
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux) or it just went: kill's answer stands
+    return state not in ("Z", "X")
 
 
 def describe_launcher(holder: dict) -> str:
