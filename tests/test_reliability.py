@@ -21,7 +21,7 @@ from conftest import skip_loudly_unless_required
 
 from dpot_hpc.cluster.slurm import SlurmError, SlurmOptions, render
 from dpot_hpc.config import load_config
-from dpot_hpc.data.runfolder import RunFolder
+from dpot_hpc.data.runfolder import RunFolder, process_state
 
 TINY = ["mock.n_stars=4000", "ensemble.df_seed=2", "df.transforms=2", "df.hidden=[16, 16]", "df.max_epochs=2",
         "df.batch_size=512", "cache.n_points=2000", "ensemble.potential_seed=2", "potential.hidden=[16, 16]",
@@ -217,7 +217,7 @@ def test_a_second_launcher_is_refused_and_a_stale_lock_taken_over(copy, tmp_path
     assert not lock.exists()
 
 
-def test_a_killed_launcher_not_yet_reaped_is_gone(copy):
+def test_a_killed_launcher_not_yet_reaped_is_gone(copy, tmp_path):
     """A launcher killed with SIGKILL whose parent has not collected it (a zombie: the ranks of a killed
     MPI job until init reaps them) holds no run folder: status says so and the next launcher takes over."""
     lock = copy / ".lock"
@@ -228,10 +228,13 @@ def test_a_killed_launcher_not_yet_reaped_is_gone(copy):
         assert RunFolder.open(copy)[0].launcher()["alive"] is True
         holder.send_signal(signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while open(f"/proc/{holder.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        while process_state(holder.pid) != "Z":
             assert time.monotonic() < deadline, "the killed child never became a zombie"
             time.sleep(0.01)
         assert RunFolder.open(copy)[0].launcher()["alive"] is False  # not reaped (no wait yet), yet gone
+        p = dpot("run", *sets(copy), cwd=tmp_path)  # while it is still a zombie
+        assert p.returncode == 0 and "stale lock" in p.stderr, p.stderr[-2000:]
+        assert not lock.exists()
     finally:
         holder.kill()
         holder.wait()

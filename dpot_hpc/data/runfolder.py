@@ -307,12 +307,16 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return process_state(pid) not in ("Z", "X")  # None (no /proc, or it just went): kill's answer stands
+
+
+def process_state(pid: int) -> str | None:
+    """The one-letter state of a process on this host from /proc/PID/stat (R, S, Z, ...); None without it."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]  # the field after the command name, which may hold ")"
+            return f.read().rsplit(")", 1)[1].split()[0]  # the field after the command name, which may hold ")"
     except (OSError, IndexError):
-        return True  # no /proc (not Linux) or it just went: kill's answer stands
-    return state not in ("Z", "X")
+        return None
 
 
 def describe_launcher(holder: dict) -> str:
