@@ -436,3 +436,35 @@ def test_a_file_recorded_before_a_setting_existed_matches_its_default(tmp_path):
     with pytest.raises(ProvenanceError, match="df.deconvolve: False in the folder, True now"):
         verify(path, load_config(None, [*TINY, "df.deconvolve=true", "catalogue.format=gaia", "mock.noise=true"]), "df member m",
                member_id="m")
+
+
+def test_flows_and_caches_copied_into_a_new_folder_refit_the_potential(finished, tmp_path):
+    """A finished run's flows and caches, copied into a new run folder, serve a potential fitted there
+    with other potential settings: they are reused byte for byte (not retrained) and the new potentials
+    record the new settings. A flow is still refused for a changed DF setting, and a cache for a changed
+    cache setting (naming it), while the flows pass there: each is judged by its own and earlier stages'."""
+    def seeded(name):
+        dst = tmp_path / name
+        dst.mkdir()
+        for part in ("df", "cache"):
+            shutil.copytree(finished / part, dst / part)
+        return dst
+
+    refit = seeded("refit")
+    before = digests(refit)
+    p = dpot("run", *sets(refit, "potential.steps=40"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    after = digests(refit)
+    assert {k: v for k, v in after.items() if k.parts[0] in ("df", "cache")} == before
+    pots = sorted((refit / "potential").glob("*.h5"))
+    assert pots
+    for path in pots:
+        with h5py.File(path, "r") as f:
+            assert json.loads(f.attrs["config"])["potential"]["steps"] == 40
+            assert f.attrs["status"] == "done"
+    assert json.loads((refit / "summary.json").read_text())["final"]["rho_R0"]["value"] > 0
+
+    line = one_error_line(dpot("run", *sets(seeded("other_df"), "df.max_epochs=3"), cwd=tmp_path))
+    assert "is not this run's df member" in line and "df.max_epochs: 2 in the folder, 3 now" in line
+    line = one_error_line(dpot("run", *sets(seeded("other_cache"), "cache.n_points=2500"), cwd=tmp_path))
+    assert "is not this run's cache member" in line and "cache.n_points: 2000 in the folder, 2500 now" in line

@@ -28,16 +28,23 @@ class ProvenanceError(DpotError):
     """A file exists but was made from other inputs than this run's, by another version, or is unreadable."""
 
 
-def config_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
-    """'key.path: A in the folder, B now' for every setting that differs (runtime keys excepted)."""
+#: The config sections a member file does not depend on, by member kind: flows and gradient caches are
+#: made before any potential (and flows before the cache), so the flows and caches of one run, copied
+#: into a new run folder, serve a refit of the potential with other potential settings there.
+INDEPENDENT_SECTIONS = {"df": {("cache",), ("potential",)}, "cache": {("potential",)}}
+
+
+def config_differences(a: dict, b: dict, prefix: tuple = (), ignore=frozenset()) -> list[str]:
+    """'key.path: A in the folder, B now' for every setting that differs (runtime keys and the key
+    paths in ``ignore`` excepted)."""
     out = []
     for k in sorted(set(a) | set(b)):
         path = (*prefix, k)
-        if path in RUNTIME_KEYS:
+        if path in RUNTIME_KEYS or path in ignore:
             continue
         va, vb = a.get(k), b.get(k)
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += config_differences(va, vb, path)
+            out += config_differences(va, vb, path, ignore)
         elif va != vb:
             out.append(f"{'.'.join(path)}: {va!r} in the folder, {vb!r} now")
     return out
@@ -92,9 +99,10 @@ def read_attrs(path: Path) -> dict:
                               "recompute it") from None
 
 
-def verify(path: Path, cfg: Config, what: str, keys: tuple[str, ...] | None = None, **identity) -> dict:
-    """Check that ``path`` is this run's ``what`` (same configuration, or the same ``keys`` of it, version
-    and identity); return its attrs."""
+def verify(path: Path, cfg: Config, what: str, keys: tuple[str, ...] | None = None, ignore=frozenset(),
+           **identity) -> dict:
+    """Check that ``path`` is this run's ``what`` (same configuration, or the same ``keys`` of it, less the
+    key paths in ``ignore``; version and identity); return its attrs."""
     attrs = read_attrs(path)
     problems = []
     if attrs.get("version") != __version__:
@@ -105,7 +113,8 @@ def verify(path: Path, cfg: Config, what: str, keys: tuple[str, ...] | None = No
     if "config" not in attrs:
         problems.append("it holds no record of its configuration")
     else:
-        problems += config_differences(with_defaults(json.loads(attrs["config"]), keys), settings(cfg, keys))
+        problems += config_differences(with_defaults(json.loads(attrs["config"]), keys), settings(cfg, keys),
+                                       ignore=ignore)
     if problems:
         shown = "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else "")
         raise ProvenanceError(f"{path} is not this run's {what} ({shown}): move it away to recompute it, or use "

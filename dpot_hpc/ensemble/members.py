@@ -28,7 +28,7 @@ from ..errors import DpotError
 from ..data.cache import build_cache, read_cache, write_cache
 from ..data.h5io import atomic_h5, load_tree, save_tree
 from ..data.prepare import bootstrap_indices, check_columns, prepare_sample, read_observed_errors, read_prepared
-from ..data.provenance import stamp, verify
+from ..data.provenance import INDEPENDENT_SECTIONS, stamp, verify
 from ..data.mockfile import MockTruth
 from ..data.runfolder import RunFolder
 from ..models.device import one_cpu_thread
@@ -101,12 +101,14 @@ def status(path: Path) -> str:
 
 def verified(spec: MemberSpec, cfg: Config, folder: RunFolder) -> str:
     """The member's status ('missing', 'training', 'done'), after checking that an existing file is this
-    run's (same configuration, version, member id and seed): a file copied in from another run is refused."""
+    run's (same configuration, version, member id and seed): a file copied in from another run is refused,
+    except that flows and caches are not judged by the settings of the stages after them
+    (``INDEPENDENT_SECTIONS``)."""
     path = spec.path(folder)
     if not path.exists():
         return "missing"
-    attrs = verify(path, cfg, f"{spec.kind} member {spec.id}", member_id=spec.id,
-                   seed=spec.seed(cfg.run.seed))
+    attrs = verify(path, cfg, f"{spec.kind} member {spec.id}", ignore=INDEPENDENT_SECTIONS.get(spec.kind, frozenset()),
+                   member_id=spec.id, seed=spec.seed(cfg.run.seed))
     return str(attrs.get("status", "done"))
 
 
