@@ -40,8 +40,7 @@ def refit(base: Path, name: str, settings: list[str]) -> Path:
             if not (out / part).exists():
                 shutil.copytree(base / part, out / part)
         atomic_write_text(out / "commit.txt", commit() + "\n")
-        cfg = yaml.safe_load((base / "config.yaml").read_text())  # the run's own settings, then the change
-        atomic_write_text(out / "base_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        shutil.copy(base / "config.yaml", out / "base_config.yaml")  # the run's own settings, then the change
         sets = [a for s in [*settings, f"run.dir={out}"] for a in ("--set", s)]
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "dpot_hpc", "run", "-q", "-c", str(out / "base_config.yaml"), *sets],
