@@ -39,6 +39,7 @@ from df_accuracy import _caches_with_truth, edge_depth  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
 from dpot_hpc.data.runfolder import RunFolder  # noqa: E402
 from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
+from dpot_hpc.models.potential import PotentialNet  # noqa: E402
 from dpot_hpc.models.potential_training import train_potential  # noqa: E402
 from dpot_hpc.physics.frames import helio_positions_to_galcen  # noqa: E402
 
@@ -58,16 +59,16 @@ SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
 POTENTIAL_SEED = 7
 
 
-def refit(cfg, truth: dict, w: torch.Tensor, g: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:
-    """(scalars, errors against the truth, rho also relative) of a potential trained at the run's settings
-    (seed POTENTIAL_SEED) on points w (N, 6) with gradients of ln f g (N, 6)."""
+def refit(cfg, truth: dict, w: torch.Tensor, g: torch.Tensor) -> tuple[dict[str, float], dict[str, float], PotentialNet]:
+    """(scalars, errors against the truth, rho also relative, the network) of a potential trained at the
+    run's settings (seed POTENTIAL_SEED) on points w (N, 6) with gradients of ln f g (N, 6)."""
     phi, omega_p, _ = train_potential({"x": w[:, :3], "v": w[:, 3:], "grad_x": g[:, :3], "grad_v": g[:, 3:]},
                                       cfg.potential, cfg.frame.sun(), seed=POTENTIAL_SEED,
                                       length_scale_kpc=cfg.catalogue.r_max_kpc)
     sc = member_scalars(phi, omega_p, cfg, truth["rho_baryons"], cfg.frame.sun())
     err = {k: sc[k] - truth["scalars"][k] for k in SCALARS}
     err["rho_R0_rel"] = err["rho_R0"] / truth["scalars"]["rho_R0"]
-    return sc, err
+    return sc, err, phi
 
 
 def regions(names: set[str], family: str, ev: dict, cfg) -> dict[str, torch.Tensor]:
@@ -107,7 +108,7 @@ def one_realization(task: tuple[str, str, str, dict]) -> list[dict]:
         for c in comps:
             g[at, c] = exact[at, c]
         t0 = time.perf_counter()
-        sc, err = refit(cfg, truth, ev["w"][ok], g[ok])
+        sc, err, _ = refit(cfg, truth, ev["w"][ok], g[ok])
         rows.append({"family": family, "run": run_dir, "cache": cache, "variant": variant, "points": int(ok.sum()),
                      "replaced": int(at.sum()) if comps else 0, "scalars": {k: sc[k] for k in SCALARS},
                      "error": err, "wall_s": time.perf_counter() - t0,

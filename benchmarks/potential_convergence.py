@@ -30,6 +30,7 @@ import re
 from pathlib import Path
 
 import h5py
+import numpy as np
 import torch
 
 from runs import HERE, commit, errors_by_variant, machine, mean_and_rms, pool_rows, run_commit, write_json
@@ -38,11 +39,13 @@ from df_accuracy import _caches_with_truth  # noqa: E402
 from dpot_hpc.data.cache import read_cache  # noqa: E402
 from dpot_hpc.data.mockfile import mock_galaxy, truth_on_grid  # noqa: E402
 from dpot_hpc.data.runfolder import RunFolder  # noqa: E402
+from dpot_hpc.ensemble.maps import member_fields, plane_points, truth_fields  # noqa: E402
 from dpot_hpc.ensemble.members import member_scalars  # noqa: E402
 from dpot_hpc.ensemble.summary import estimates  # noqa: E402
 from dpot_hpc.models.potential_training import train_potential  # noqa: E402
 from gradient_attribution import POTENTIAL_SEED, refit, table  # noqa: E402
 from paired import error  # noqa: E402
+from recovery import Z_BINS_KPC  # noqa: E402
 
 RESULTS = HERE / "results" / "potential_convergence.json"
 SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
@@ -67,17 +70,38 @@ def exact_rows(task: tuple[str, list[str]]) -> list[dict]:
     torch.set_num_threads(1)
     key, variants = task
     run_dir = str(HERE / key)
-    _, cfg = RunFolder.open(run_dir)
+    folder, cfg = RunFolder.open(run_dir)
     truth = truth_on_grid(mock_galaxy(cfg), cfg)
     (g, w), = [(ev["grad"].to(m), ev["w"]) for name, m, _, _, ev in _caches_with_truth(run_dir) if name == "best_fit"]
     ok = g.abs().sum(-1) > 0
     g, w = g[ok], w[ok]
-    rows = []
+    mock_truth, rows = folder.truth(), []
     for variant in variants:
-        _, err = refit(with_variant(cfg, variant), truth, w, g)
+        _, err, phi = refit(with_variant(cfg, variant), truth, w, g)
         rows.append({"mode": "exact", "run": key, "family": cfg.mock.family, "variant": variant, "error": err,
+                     "rho_map": exact_map_errors(phi, mock_truth, cfg),
                      "commit": commit(), "run_commit": run_commit(Path(run_dir))})
     return rows
+
+
+def exact_map_errors(phi, truth, cfg) -> list[dict]:
+    """One potential's rho on the summary's xz map plane (``maps.plane_points``) against the mock's: the
+    median |relative error| in the bins of |z| of ``recovery.map_errors``."""
+    pts = plane_points("xz", cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
+    x = pts[np.linalg.norm(pts, axis=-1) < cfg.cache.r_max_kpc]
+    rel = member_fields([phi], x)["rho"][0] / truth_fields(truth, x)["rho"] - 1
+    z = np.abs(x[:, 2])
+    return [{"z_kpc": [lo, hi], "median_abs_rel_error": float(np.median(np.abs(rel[(z >= lo - 1e-9) & (z < hi - 1e-9)])))}
+            for lo, hi in Z_BINS_KPC]
+
+
+def exact_map_table(rows: list[dict]) -> str:
+    """The exact rows' rho map errors by |z| (rows computed before the map was recorded are left out)."""
+    out = ["| run | variant | " + " | ".join(f"{lo}-{hi} kpc" for lo, hi in Z_BINS_KPC) + " |",
+           "|---|---|" + "---|" * len(Z_BINS_KPC)]
+    out += [f"| {r['run']} | {r['variant']} | " + " | ".join(f"{b['median_abs_rel_error']:.1%}" for b in r["rho_map"]) + " |"
+            for r in rows if "rho_map" in r]
+    return "\n".join(out)
 
 
 def paired_rows(task: tuple[str, list[str]]) -> list[dict]:
@@ -171,8 +195,9 @@ def main() -> None:
     write_json(RESULTS, {**({"notes": old["notes"]} if "notes" in old else {}), "potential_seed_exact": POTENTIAL_SEED,
                          "paired_summary": paired_summary(paired) if paired else {}, "rows": rows, "commits": sorted({r["commit"] for r in rows}),
                          "machine": machine() if tasks else old.get("machine", machine())})
-    print(exact_table([r for r in rows if r["mode"] == "exact"]) if args.mode == "exact"
-          else paired_table(paired_summary(paired)))
+    exact = [r for r in rows if r["mode"] == "exact"]
+    print(exact_table(exact) + "\n\nrho map (xz plane), median |relative error| by |z|:\n\n" + exact_map_table(exact)
+          if args.mode == "exact" else paired_table(paired_summary(paired)))
 
 
 if __name__ == "__main__":
