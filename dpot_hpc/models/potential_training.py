@@ -141,8 +141,7 @@ def _least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str,
         robust = (r.clamp(min=max(1e-3 * float(r.median()), 1e-9)) * torch.sqrt(1.0 + (pot.alpha * r) ** 2)) ** -0.5
     theta = theta / scale
     phi.linear.copy_(theta[:3].to(phi.linear))
-    if len(basis) > 3:
-        phi.quadratic.copy_(theta[3:9].to(phi.quadratic))
+    phi.quadratic.copy_(theta[3:len(basis)].to(phi.quadratic))
     if free:
         omega.fill_(float(theta[len(basis)]))
 
