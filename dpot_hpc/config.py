@@ -217,13 +217,12 @@ class PotentialSection(Section):
     penalty_points: Int = _field(256, ge=1, help="cache points per step (of the batch) where the negative-density penalty is evaluated")
     learning_rate: Float = _field(6e-3, ge=1e-6, le=1.0, help="initial Adam learning rate of Phi (cosine-decayed)")
     omega_learning_rate: Float = _field(0.2, "km/s/kpc", ge=0.0, help="Adam step size of Omega_p")
-    least_squares_start: Literal["quadratic", "linear", "none"] = _field(
-        "quadratic", help="start Phi's explicit terms and Omega_p at the robust weighted least squares solution of the "
-                          "CBE residual (linear in them, the MLP at its initial weights), so the training only learns "
-                          "the departures (docs/method.md, 'Potential'): quadratic: the linear and quadratic terms and "
-                          "Omega_p; linear: the linear term and Omega_p (the quadratic term, a constant density, starts "
-                          "at 0); none: all at 0 and Omega_p at omega_init_kms_kpc")
-    omega_init_kms_kpc: Float = _field(20.0, "km/s/kpc", help="starting value of Omega_p when least_squares_start is none")
+    least_squares_start: StrictBool = _field(
+        True, help="start the explicit linear and quadratic terms of Phi and Omega_p at the robust weighted least "
+                   "squares solution of the CBE residual (linear in them, the MLP at its initial weights), so the "
+                   "training only learns the departures (docs/method.md, 'Potential'); false: start them at 0 and "
+                   "omega_init_kms_kpc")
+    omega_init_kms_kpc: Float = _field(20.0, "km/s/kpc", help="starting value of Omega_p when least_squares_start is false")
     fixed_omega_kms_kpc: Float | None = _field(None, "km/s/kpc", help="fix Omega_p (0 = static) instead of fitting it")
     weighting: Literal["grad_v", "none"] = _field(
         "grad_v", help="grad_v: each point's CBE residual divided by |grad_v ln f| (times its median over the cache), "

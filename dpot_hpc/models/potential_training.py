@@ -121,10 +121,7 @@ def _least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str,
     grad_mlp = gradient(phi, x)  # the explicit terms are zero: the MLP's alone
     r0 = residual(grad_mlp, om0)
     # the residual is linear in the explicit terms' gradients (explicit_gradient_basis): one column each
-    basis = explicit_gradient_basis(phi, x)
-    if pot.least_squares_start == "linear":
-        basis = basis[:3]  # the quadratic term stays at zero
-    columns = [residual(grad_mlp + b, om0) - r0 for b in basis]
+    columns = [residual(grad_mlp + b, om0) - r0 for b in explicit_gradient_basis(phi, x)]
     if free:
         columns.append(residual(grad_mlp, 1.0) - r0)
     J, r0 = torch.stack(columns, -1) * w[:, None], r0 * w
@@ -141,9 +138,9 @@ def _least_squares_start(phi: PotentialNet, omega: torch.Tensor, data: dict[str,
         robust = (r.clamp(min=max(1e-3 * float(r.median()), 1e-9)) * torch.sqrt(1.0 + (pot.alpha * r) ** 2)) ** -0.5
     theta = theta / scale
     phi.linear.copy_(theta[:3].to(phi.linear))
-    phi.quadratic.copy_(theta[3:len(basis)].to(phi.quadratic))
+    phi.quadratic.copy_(theta[3:9].to(phi.quadratic))
     if free:
-        omega.fill_(float(theta[len(basis)]))
+        omega.fill_(float(theta[9]))
 
 
 #: Compile the loss when a member's training sees at least this many points (steps x batch_size):
@@ -208,7 +205,7 @@ def train_potential(cache: dict[str, torch.Tensor], pot: PotentialSection, sun: 
             log(f"resumed at step {run.state.step}")
     state = run.state
     frame = helio_frame_vectors(sun, torch.float32, device)
-    if resume is None and pot.least_squares_start != "none":
+    if resume is None and pot.least_squares_start:
         least_squares_start(phi, omega, data, frame, pot, seed)
         if log:
             log(f"least-squares start: Omega_p {omega.item():.3f} km/s/kpc, rho from the quadratic term "
