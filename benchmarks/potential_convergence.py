@@ -45,7 +45,7 @@ from dpot_hpc.ensemble.summary import estimates  # noqa: E402
 from dpot_hpc.models.potential_training import train_potential  # noqa: E402
 from gradient_attribution import POTENTIAL_SEED, refit, table  # noqa: E402
 from paired import error  # noqa: E402
-from recovery import Z_BINS_KPC  # noqa: E402
+from recovery import Z_BINS_KPC, height_bins  # noqa: E402
 
 RESULTS = HERE / "results" / "potential_convergence.json"
 SCALARS = ("omega_p", "rho_R0", "a_x", "a_y", "a_z")
@@ -86,13 +86,11 @@ def exact_rows(task: tuple[str, list[str]]) -> list[dict]:
 
 def exact_map_errors(phi, truth, cfg) -> list[dict]:
     """One potential's rho on the summary's xz map plane (``maps.plane_points``) against the mock's: the
-    median |relative error| in the bins of |z| of ``recovery.map_errors``."""
+    median |relative error| in the bins of |z| of ``recovery.height_bins``."""
     pts = plane_points("xz", cfg.cache.r_max_kpc, cfg.summary.grid_spacing_kpc)
     x = pts[np.linalg.norm(pts, axis=-1) < cfg.cache.r_max_kpc]
     rel = member_fields([phi], x)["rho"][0] / truth_fields(truth, x)["rho"] - 1
-    z = np.abs(x[:, 2])
-    return [{"z_kpc": [lo, hi], "median_abs_rel_error": float(np.median(np.abs(rel[(z >= lo - 1e-9) & (z < hi - 1e-9)])))}
-            for lo, hi in Z_BINS_KPC]
+    return [{"z_kpc": z_kpc, "median_abs_rel_error": float(np.median(np.abs(rel[k])))} for z_kpc, k in height_bins(x[:, 2])]
 
 
 def exact_map_table(rows: list[dict]) -> str:

@@ -38,6 +38,12 @@ SCALARS = {"a_x": "km/s/Myr", "a_y": "km/s/Myr", "a_z": "km/s/Myr", "omega_p": "
 Z_BINS_KPC = ((0.0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 0.9))
 
 
+def height_bins(z_kpc: np.ndarray) -> list[tuple[list[float], np.ndarray]]:
+    """([lo, hi], mask of the points with lo <= |z| < hi) for each bin of ``Z_BINS_KPC``."""
+    z = np.abs(z_kpc)
+    return [([lo, hi], (z >= lo - 1e-9) & (z < hi - 1e-9)) for lo, hi in Z_BINS_KPC]
+
+
 def map_errors(summary_h5: Path) -> list[dict]:
     """The rho map of summary.h5 against the truth in bins of |z| on the xz plane: the median relative
     error, the median rho_sigma / rho_truth, and the fractions of points with |error| < 1 and 2 sigma."""
@@ -45,12 +51,12 @@ def map_errors(summary_h5: Path) -> list[dict]:
     if maps is None:
         raise SystemExit(f"{summary_h5}: no maps with rho_sigma (summarise it again: dpot-hpc summary)")
     xz = maps[0]["xz"]
-    z, rel = np.abs(xz["x"][..., 2]), xz["rho_rel_error"]
+    rel = xz["rho_rel_error"]
     pull = (xz["rho"] - xz["rho_truth"]) / xz["rho_sigma"]
     rows = []
-    for lo, hi in Z_BINS_KPC:
-        k = (z >= lo - 1e-9) & (z < hi - 1e-9) & np.isfinite(rel)
-        rows.append({"z_kpc": [lo, hi], "points": int(k.sum()), "median_abs_rel_error": float(np.median(np.abs(rel[k]))),
+    for z_kpc, in_bin in height_bins(xz["x"][..., 2]):
+        k = in_bin & np.isfinite(rel)
+        rows.append({"z_kpc": z_kpc, "points": int(k.sum()), "median_abs_rel_error": float(np.median(np.abs(rel[k]))),
                      "median_rel_sigma": float(np.median(xz["rho_sigma"][k] / xz["rho_truth"][k])),
                      "within_1_sigma": float(np.mean(np.abs(pull[k]) < 1)),
                      "within_2_sigma": float(np.mean(np.abs(pull[k]) < 2))})
